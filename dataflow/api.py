@@ -1,0 +1,325 @@
+"""The ``Context``: load datasets and run UDFs on them with an executor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Self
+
+from dataflow.errors import ExecutorSpecException
+from dataflow.executor.base import JobExecutor
+from dataflow.graph import DEFAULT_SPLIT_EVERY
+from dataflow.registry import get_adapter, guess_adapter
+from dataflow.run import run, run_iter
+from dataflow.udf.base import UDF
+
+if TYPE_CHECKING:
+    from dataflow.dataset import DataSet
+    from dataflow.plot import Live2DPlot
+    from dataflow.results import UDFResults
+
+__all__ = ["Context"]
+
+_EXECUTORS = (
+    "inline",
+    "synchronous",
+    "threads",
+    "processes",
+    "dask",
+    "dask-integration",
+    "dask-make-default",
+)
+
+
+def _make_executor(spec: str, cpus: Any) -> JobExecutor:
+    if spec in ("inline", "synchronous"):
+        from dataflow.executor.inline import InlineJobExecutor
+
+        return InlineJobExecutor()
+    if spec == "threads":
+        from dataflow.executor.concurrent import ConcurrentJobExecutor
+
+        return ConcurrentJobExecutor(n_threads=_count(cpus))
+    if spec == "processes":
+        from dataflow.executor.concurrent import ProcessesJobExecutor
+
+        return ProcessesJobExecutor(n_processes=_count(cpus))
+    if spec in ("dask", "dask-make-default"):
+        from dataflow.executor.dask import DaskJobExecutor
+
+        client_kwargs = {"set_as_default": True} if spec == "dask-make-default" else None
+        return DaskJobExecutor.make_local(cpus=cpus, client_kwargs=client_kwargs)
+    if spec == "dask-integration":
+        from dataflow.executor.integration import DaskIntegrationExecutor
+
+        return DaskIntegrationExecutor()
+    raise ExecutorSpecException(
+        f"unknown executor {spec!r}; known executors: {', '.join(_EXECUTORS)}"
+    )
+
+
+def _count(cpus: Any) -> int | None:
+    if cpus is None or isinstance(cpus, int):
+        return cpus
+    return len(list(cpus))
+
+
+class Context:
+    """Entry point: load datasets, run UDFs, get results.
+
+    Parameters
+    ----------
+    executor
+        Where graphs run. ``None`` follows dask: the scheduler set in dask's
+        configuration, the active ``dask.distributed`` client, or threads.
+    plot_class
+        Class of the live plots made for ``plots=True`` (matplotlib by default).
+    split_every
+        Children per node of the merge tree.
+
+    Examples
+    --------
+    >>> from dataflow.api import Context
+    >>> from dataflow.udf.sum import SumUDF
+    >>> with Context.make_with("inline") as ctx:
+    ...     ds = ctx.load("memory", data=np.ones((4, 4, 8, 8), dtype="float32"), sig_dims=2)
+    ...     float(ctx.run_udf(dataset=ds, udf=SumUDF())["intensity"].data.sum())
+    1024.0
+    """
+
+    def __init__(
+        self,
+        executor: JobExecutor | None = None,
+        plot_class: type[Live2DPlot] | None = None,
+        *,
+        split_every: int = DEFAULT_SPLIT_EVERY,
+    ) -> None:
+        if executor is None:
+            from dataflow.executor.integration import DaskIntegrationExecutor
+
+            executor = DaskIntegrationExecutor()
+        if not isinstance(executor, JobExecutor):
+            raise TypeError(
+                f"executor is a {type(executor).__name__}; expected a JobExecutor such as "
+                "InlineJobExecutor(), or use Context.make_with('threads')"
+            )
+        self.executor = executor
+        self.plot_class = plot_class
+        self.split_every = split_every
+        #: the live plots of the last run with ``plots=``
+        self.plots: list[Live2DPlot] = []
+
+    @classmethod
+    def make_with(
+        cls,
+        executor_spec: str = "dask",
+        *,
+        cpus: int | Iterable[int] | None = None,
+        gpus: Any = None,
+        plot_class: type[Live2DPlot] | None = None,
+        **kwargs: Any,
+    ) -> Context:
+        """A Context with a named executor.
+
+        Parameters
+        ----------
+        executor_spec
+            ``"inline"`` (synchronous), ``"threads"``, ``"processes"``, ``"dask"`` (a local
+            ``dask.distributed`` cluster, closed with the context), ``"dask-integration"``
+            (dask's current scheduler or client), ``"dask-make-default"`` (``"dask"``, with
+            its client made the default one).
+        cpus
+            Number of workers (threads, processes or cluster workers).
+        """
+        if gpus:
+            raise ExecutorSpecException(f"gpus is {gpus!r}; dataflow runs on CPUs only")
+        if not isinstance(executor_spec, str):
+            raise TypeError(
+                f"executor_spec is {executor_spec!r}; expected a name such as 'threads'"
+            )
+        return cls(
+            executor=_make_executor(executor_spec.lower(), cpus), plot_class=plot_class, **kwargs
+        )
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the executor's resources (pools, a cluster started by ``make_with``)."""
+        self.executor.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Context executor={self.executor!r}>"
+
+    # data -------------------------------------------------------------------------------------
+
+    def load(self, filetype: str, *args: Any, io_backend: Any = None, **kwargs: Any) -> DataSet:
+        """Open a dataset.
+
+        Parameters
+        ----------
+        filetype
+            ``"memory"`` (``data=``, ``sig_dims=``, ``num_partitions=``), ``"dask"`` (a dask
+            array, ``sig_dims=``), a registered adapter's name, or ``"auto"`` (guess
+            from ``path=``).
+        *args, **kwargs
+            Passed to the adapter's ``open``.
+
+        Examples
+        --------
+        >>> ds = ctx.load("memory", data=np.zeros((8, 8, 16, 16)), sig_dims=2, num_partitions=2)
+        >>> ds.get_num_partitions()
+        2
+        """
+        if isinstance(filetype, str) and filetype.lower() == "auto":
+            path = kwargs.get("path", args[0] if args else None)
+            if path is None:
+                raise TypeError("ctx.load('auto', ...) needs path=")
+            adapter = guess_adapter(path)
+        else:
+            adapter = get_adapter(filetype)
+        kwargs.setdefault("min_partitions", self.executor.n_workers)
+        return adapter.open(*args, **kwargs)
+
+    # running ----------------------------------------------------------------------------------
+
+    def _normalize(self, udf: UDF | Iterable[UDF]) -> tuple[list[UDF], bool]:
+        if isinstance(udf, UDF):
+            return [udf], False
+        if isinstance(udf, (str, bytes)) or not isinstance(udf, Iterable):
+            raise TypeError(f"udf is a {type(udf).__name__}; expected a UDF or a list of UDFs")
+        udfs = list(udf)
+        for u in udfs:
+            if not isinstance(u, UDF):
+                raise TypeError(f"udf contains a {type(u).__name__}; expected UDF instances")
+        return udfs, True
+
+    def _run_sync(
+        self,
+        dataset: DataSet,
+        udf: Any,
+        roi: Any,
+        progress: Any,
+        plots: Any,
+        split_every: int | None,
+    ) -> Any:
+        udfs, many = self._normalize(udf)
+        results, plots_made = run(
+            self.executor,
+            dataset,
+            udfs,
+            roi=roi,
+            progress=progress,
+            plots=plots,
+            plot_class=self.plot_class,
+            split_every=split_every or self.split_every,
+        )
+        if plots_made:
+            self.plots = plots_made
+        return results if many else results[0]
+
+    def run_udf(
+        self,
+        dataset: DataSet,
+        udf: UDF | Iterable[UDF],
+        roi: Any = None,
+        corrections: Any = None,
+        progress: Any = False,
+        backends: Any = None,
+        plots: Any = None,
+        sync: bool = True,
+        *,
+        split_every: int | None = None,
+    ) -> Any:
+        """Run one UDF, or several in one pass over the data.
+
+        Parameters
+        ----------
+        dataset
+            From :meth:`load`.
+        udf
+            A UDF, or a list of UDFs sharing one pass over the data.
+        roi
+            Boolean mask of the navigation shape: only selected frames are processed.
+        progress
+            True for a progress bar, or a :class:`~dataflow.progress.ProgressReporter`.
+        plots
+            True for live plots of all 2D buffers; see :mod:`dataflow.plot`.
+        sync
+            False returns a coroutine.
+        split_every
+            Children per merge-tree node for this run.
+
+        Returns
+        -------
+        dict or tuple of dict
+            Buffer name to :class:`~dataflow.results.BufferResult`; a tuple of such
+            mappings if ``udf`` is a list.
+        """
+        _unsupported(corrections, backends)
+        if not sync:
+            return asyncio.to_thread(
+                self._run_sync, dataset, udf, roi, progress, plots, split_every
+            )
+        return self._run_sync(dataset, udf, roi, progress, plots, split_every)
+
+    def run_udf_iter(
+        self,
+        dataset: DataSet,
+        udf: UDF | Iterable[UDF],
+        roi: Any = None,
+        corrections: Any = None,
+        progress: Any = False,
+        backends: Any = None,
+        plots: Any = None,
+        sync: bool = True,
+        *,
+        split_every: int | None = None,
+    ) -> Iterator[UDFResults] | AsyncIterator[UDFResults]:
+        """Partial results while the run goes on; the last one is complete.
+
+        Each item has ``.buffers`` (one result mapping per UDF) and ``.damage`` (the
+        frames merged so far). Closing the generator early cancels the remaining work.
+        ``sync=False`` returns an async generator.
+        """
+        _unsupported(corrections, backends)
+        udfs, _ = self._normalize(udf)
+        gen = run_iter(
+            self.executor,
+            dataset,
+            udfs,
+            roi=roi,
+            progress=progress,
+            plots=plots,
+            plot_class=self.plot_class,
+            split_every=split_every or self.split_every,
+        )
+        if sync:
+            return gen
+        return _aiter(gen)
+
+
+def _unsupported(corrections: Any, backends: Any) -> None:
+    if corrections is not None:
+        raise NotImplementedError("corrections= is not supported yet")
+    if backends is not None and set(backends) - {"numpy"}:
+        raise ValueError(f"backends is {backends!r}; dataflow runs the 'numpy' backend only")
+
+
+async def _aiter(gen: Iterator[UDFResults]) -> AsyncIterator[UDFResults]:
+    done = object()
+    try:
+        while True:
+            item = await asyncio.to_thread(next, gen, done)
+            if item is done:
+                return
+            yield item
+    finally:
+        await asyncio.to_thread(gen.close)

@@ -1,0 +1,275 @@
+"""Buffer declarations, their allocation, and the namespaces UDF code sees.
+
+A :class:`BufferWrapper` is a frozen *declaration* (kind, extra shape, dtype, use);
+the arrays live elsewhere: in a :class:`UDFData` namespace while a partition is
+processed or merged, and in result objects afterwards. ``self.results.<name>`` on a
+:class:`UDFData` is a view of the current frame, tile or partition.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from dataflow.errors import UseDiscouragedWarning
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+__all__ = [
+    "BufferKind",
+    "BufferUse",
+    "BufferWrapper",
+    "MergeAttrMapping",
+    "UDFData",
+    "allocate",
+    "buffer_shape",
+    "check_cast",
+    "fill_value",
+]
+
+BufferKind = Literal["nav", "sig", "single"]
+BufferUse = Literal["private", "result_only"]
+_KINDS = ("nav", "sig", "single")
+_USES = (None, "private", "result_only")
+_WHERES = (None, "device")
+
+
+def _normalize_extra_shape(extra_shape: Any) -> tuple[int, ...]:
+    if isinstance(extra_shape, (int, np.integer)):
+        extra_shape = (extra_shape,)
+    try:
+        shape = tuple(extra_shape)
+    except TypeError:
+        raise TypeError(
+            f"extra_shape is {extra_shape!r}; expected a tuple of non-negative integers"
+        ) from None
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0:
+            raise ValueError(
+                f"extra_shape is {extra_shape!r}; expected a tuple of non-negative integers"
+            )
+    return tuple(int(s) for s in shape)
+
+
+def _normalize_dtype(dtype: Any) -> np.dtype:
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype is {dtype!r}; expected a NumPy dtype or dtype name") from None
+
+
+@dataclass(frozen=True)
+class BufferWrapper:
+    """Declaration of one result buffer, as returned by ``UDF.buffer``.
+
+    Parameters
+    ----------
+    kind
+        ``"nav"``: one entry per frame; ``"sig"``: the shape of one frame;
+        ``"single"``: only ``extra_shape``.
+    extra_shape
+        Axes appended to the kind's shape.
+    dtype
+        Any NumPy dtype, ``object`` included.
+    where
+        ``None`` or ``"device"`` (accepted for compatibility; dataflow runs on the CPU).
+    use
+        ``None``; ``"private"`` (merged, but not returned); ``"result_only"`` (never
+        allocated on workers, filled by ``get_results``).
+
+    Examples
+    --------
+    >>> BufferWrapper("nav", extra_shape=(2,), dtype="float64")
+    BufferWrapper(kind='nav', extra_shape=(2,), dtype=dtype('float64'), where=None, use=None)
+    """
+
+    kind: BufferKind
+    extra_shape: tuple[int, ...] = ()
+    dtype: np.dtype = field(default=np.dtype("float32"))
+    where: str | None = None
+    use: BufferUse | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"buffer kind is {self.kind!r}; expected one of {_KINDS}")
+        if self.use not in _USES:
+            raise ValueError(f"buffer use is {self.use!r}; expected one of {_USES}")
+        if self.where not in _WHERES:
+            raise ValueError(f"buffer where is {self.where!r}; expected one of {_WHERES}")
+        object.__setattr__(self, "extra_shape", _normalize_extra_shape(self.extra_shape))
+        object.__setattr__(self, "dtype", _normalize_dtype(self.dtype))
+
+    def shape_for(self, n_frames: int, sig_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of this buffer for ``n_frames`` frames of ``sig_shape``."""
+        if self.kind == "nav":
+            return (n_frames, *self.extra_shape)
+        if self.kind == "sig":
+            return (*sig_shape, *self.extra_shape)
+        return self.extra_shape or (1,)
+
+
+def buffer_shape(decl: BufferWrapper, n_frames: int, sig_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``decl`` for ``n_frames`` frames of ``sig_shape``."""
+    return decl.shape_for(n_frames, sig_shape)
+
+
+def allocate(
+    decls: Mapping[str, BufferWrapper], n_frames: int, sig_shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Zero-filled arrays for every declaration except ``use="result_only"``.
+
+    Object buffers hold the integer ``0`` in every element, as in LiberTEM.
+    """
+    return {
+        name: np.zeros(decl.shape_for(n_frames, sig_shape), dtype=decl.dtype)
+        for name, decl in decls.items()
+        if decl.use != "result_only"
+    }
+
+
+def fill_value(dtype: np.dtype) -> Any:
+    """The value that marks positions outside the ROI in ``.data``, per LiberTEM."""
+    kind = dtype.kind
+    if kind in "fc":
+        return np.nan
+    if kind == "b":
+        return False
+    if kind in "SU":
+        return ""
+    if kind in "mM":
+        return np.datetime64("NaT") if kind == "M" else np.timedelta64("NaT")
+    if kind == "O":
+        return None
+    return 0
+
+
+def check_cast(fromvar: Any, tovar: Any) -> None:
+    """Raise ``TypeError`` unless ``fromvar``'s dtype casts safely to ``tovar``'s."""
+    if not np.can_cast(np.asarray(fromvar).dtype, np.asarray(tovar).dtype, casting="safe"):
+        raise TypeError(f"Unsafe automatic casting from {fromvar.dtype} to {tovar.dtype}")
+
+
+class UDFData:
+    """Attribute access to named arrays: ``self.results.x``, ``self.task_data.y``, ``dest.x``.
+
+    Each name maps to the *current view*: a frame, tile or partition slice of a nav
+    buffer, or a whole sig or single buffer. Assigning to a name writes into the view
+    (``ns.x = v`` is ``ns.x[...] = v``; ``ns.x += v`` adds in place), so buffers can
+    never be rebound by accident. Dict-style access works but is discouraged inside UDF
+    code and warns with :class:`~dataflow.errors.UseDiscouragedWarning`.
+    """
+
+    # Views live in the instance __dict__ under their buffer names, so the per-frame
+    # attribute lookup in UDF code is a plain dict hit. Engine state uses `_df_` names.
+    _df_arrays: dict[str, Any]
+    _df_decls: Mapping[str, BufferWrapper] | None
+    _df_writable: bool
+
+    def __init__(
+        self,
+        arrays: Mapping[str, Any],
+        decls: Mapping[str, BufferWrapper] | None = None,
+        writable: bool = True,
+    ) -> None:
+        d = self.__dict__
+        d["_df_arrays"] = dict(arrays)
+        d["_df_decls"] = decls
+        d["_df_writable"] = writable
+        d.update(arrays)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        if name not in d["_df_arrays"]:
+            raise AttributeError(
+                f"cannot set {name!r}: it is not a declared buffer; declared: "
+                f"{sorted(d['_df_arrays'])}"
+            )
+        current = d[name]
+        if value is current:  # the tail of `ns.x += v`: already written in place
+            return
+        if not d["_df_writable"] or not isinstance(current, np.ndarray):
+            raise AttributeError(f"{name!r} is read-only here")
+        current[...] = value
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not set: report what exists
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"no buffer or value named {name!r}; available: {sorted(self.__dict__['_df_arrays'])}"
+        )
+
+    def __getitem__(self, name: str) -> Any:
+        warnings.warn(
+            f"dict-style access [{name!r}] is discouraged; use attribute access .{name}",
+            UseDiscouragedWarning,
+            stacklevel=2,
+        )
+        return self.__dict__[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        warnings.warn(
+            f"dict-style access [{name!r}] is discouraged; use attribute access .{name}",
+            UseDiscouragedWarning,
+            stacklevel=2,
+        )
+        self.__setattr__(name, value)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.__dict__["_df_arrays"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dict__["_df_arrays"])
+
+    def __len__(self) -> int:
+        return len(self.__dict__["_df_arrays"])
+
+    def __repr__(self) -> str:
+        return f"<UDFData: {sorted(self.__dict__['_df_arrays'])}>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The current view of ``name``, or ``default``."""
+        if name in self.__dict__["_df_arrays"]:
+            return self.__dict__[name]
+        return default
+
+    def keys(self) -> Any:
+        """The declared names."""
+        return self.__dict__["_df_arrays"].keys()
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """(name, current view) pairs."""
+        d = self.__dict__
+        return ((k, d[k]) for k in d["_df_arrays"])
+
+    def as_dict(self) -> dict[str, Any]:
+        """A dict of the current views."""
+        return dict(self.items())
+
+    def get_buffer(self, name: str) -> BufferWrapper:
+        """The declaration of buffer ``name``."""
+        decls = self.__dict__["_df_decls"]
+        if decls is None or name not in decls:
+            raise KeyError(name)
+        return decls[name]
+
+    # engine side -------------------------------------------------------------
+
+    def _df_set_view(self, name: str, view: Any) -> None:
+        self.__dict__[name] = view
+
+    def _df_array(self, name: str) -> Any:
+        return self.__dict__["_df_arrays"][name]
+
+
+MergeAttrMapping = UDFData

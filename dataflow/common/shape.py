@@ -1,0 +1,5 @@
+"""LiberTEM import path for :class:`~dataflow.shape.Shape`."""
+
+from dataflow.shape import Shape
+
+__all__ = ["Shape"]

@@ -1,0 +1,5 @@
+"""LiberTEM import path for :class:`~dataflow.shape.Slice`."""
+
+from dataflow.shape import Slice
+
+__all__ = ["Slice"]

@@ -1,0 +1,1 @@
+"""LiberTEM's ``libertem.contrib`` import paths."""

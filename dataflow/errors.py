@@ -1,0 +1,64 @@
+"""Exceptions and warnings raised by dataflow.
+
+Every exception derives from :class:`DataflowError` and, where one fits, from the
+matching builtin, so callers can catch either (``except ValueError`` keeps working).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdapterNotFoundError",
+    "DataSetException",
+    "DataflowError",
+    "DataflowWarning",
+    "ExecutorSpecException",
+    "InvalidMaskError",
+    "RoiError",
+    "UDFException",
+    "UDFRunCancelled",
+    "UseDiscouragedWarning",
+]
+
+
+class DataflowError(Exception):
+    """Base class of every exception dataflow raises on purpose."""
+
+
+class UDFException(DataflowError):
+    """A UDF is declared or behaves in a way the engine cannot run.
+
+    Raised for missing ``process_*`` methods, invalid buffer declarations, and
+    results that do not match their declarations (LiberTEM: ``UDFException``).
+    """
+
+
+class UDFRunCancelled(DataflowError):
+    """A UDF run was cancelled before all partitions were processed."""
+
+
+class DataSetException(DataflowError, ValueError):
+    """A dataset cannot be created from the given arguments."""
+
+
+class ExecutorSpecException(DataflowError, ValueError):
+    """An executor name or specification is not known."""
+
+
+class InvalidMaskError(DataflowError, ValueError):
+    """A valid mask returned with ``UDF.with_mask`` does not fit its data."""
+
+
+class RoiError(DataflowError, ValueError):
+    """A region of interest does not fit the dataset."""
+
+
+class AdapterNotFoundError(DataflowError, ValueError):
+    """No adapter is registered under the requested file type."""
+
+
+class DataflowWarning(UserWarning):
+    """Base class of the warnings dataflow emits."""
+
+
+class UseDiscouragedWarning(DataflowWarning):
+    """An API is used in a way that works but is discouraged (LiberTEM's name)."""

@@ -1,0 +1,132 @@
+"""Executors: LiberTEM's executor names mapped onto dask schedulers.
+
+An executor runs a compiled graph in one of two ways:
+
+* :meth:`JobExecutor.get` computes the finishing key and returns its value;
+* :meth:`JobExecutor.stream` yields an event per finished partition task, as it
+  finishes, then the final value. Progress bars, live plots and ``run_udf_iter``
+  consume it. On dask's local schedulers the graph runs in a background thread
+  whose scheduler callbacks feed a queue; closing the stream cancels the tasks not
+  yet started and waits for the running ones.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from dask.callbacks import Callback
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+__all__ = ["JobExecutor", "LocalSchedulerExecutor", "StreamEvent", "cpu_count"]
+
+#: ("partition", task index, PartitionResult or None) or ("final", value)
+StreamEvent = tuple[Any, ...]
+
+
+def cpu_count() -> int:
+    """Usable CPU cores of this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class JobExecutor:
+    """Base class: runs dask graphs for a :class:`~dataflow.Context`."""
+
+    #: the name ``Context.make_with`` knows this executor by
+    name = "base"
+
+    def get(self, dsk: Mapping, key: Any) -> Any:
+        """Compute ``key`` of ``dsk`` and return its value."""
+        raise NotImplementedError
+
+    def stream(
+        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+    ) -> Iterator[StreamEvent]:
+        """Events per finished partition (with its result if ``want_data``), then the final value."""
+        raise NotImplementedError
+
+    @property
+    def n_workers(self) -> int:
+        """Number of tasks that can run at once: the minimum number of partitions."""
+        return 1
+
+    def close(self) -> None:
+        """Release what the executor owns (pools, clusters)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} workers={self.n_workers}>"
+
+
+class _Cancelled(Exception):
+    """Raised by the scheduler callback to stop a local run early."""
+
+
+class _Feed(Callback):
+    """Scheduler callback: report finished partition tasks, stop when cancelled."""
+
+    def __init__(
+        self,
+        index: Mapping[Any, int],
+        out: queue.SimpleQueue,
+        want_data: bool,
+        cancel: threading.Event,
+    ) -> None:
+        super().__init__()
+        self._index = index
+        self._out = out
+        self._want_data = want_data
+        self._cancel = cancel
+
+    def _pretask(self, key: Any, dsk: Any, state: Any) -> None:
+        if self._cancel.is_set():
+            raise _Cancelled
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        i = self._index.get(key)
+        if i is not None:
+            self._out.put(("partition", i, result if self._want_data else None))
+
+
+class LocalSchedulerExecutor(JobExecutor):
+    """An executor backed by one of dask's local schedulers (sync, threads, processes)."""
+
+    def _get_function(self) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def get(self, dsk: Mapping, key: Any) -> Any:
+        return self._get_function()(dsk, key)
+
+    def stream(
+        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+    ) -> Iterator[StreamEvent]:
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        cancel = threading.Event()
+        feed = _Feed({k: i for i, k in enumerate(partition_keys)}, events, want_data, cancel)
+        get = self._get_function()
+
+        def run() -> None:
+            try:
+                events.put(("final", get(dsk, final_key, callbacks=[feed._callback])))
+            except BaseException as e:  # noqa: BLE001 (handed to the consumer, raised there)
+                events.put(("error", e))
+
+        worker = threading.Thread(target=run, name="dataflow-run", daemon=True)
+        worker.start()
+        try:
+            while True:
+                event = events.get()
+                if event[0] == "error":
+                    raise event[1]
+                yield event
+                if event[0] == "final":
+                    return
+        finally:
+            cancel.set()
+            worker.join()

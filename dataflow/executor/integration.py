@@ -1,0 +1,92 @@
+"""The executor of ``Context()``: whatever dask would use right now.
+
+At each run it looks up dask's current scheduler: the ``scheduler`` set in dask's
+configuration, else the active ``dask.distributed`` client, else the threaded
+scheduler. It never starts or changes a client.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import dask
+import dask.local
+import dask.threaded
+from dask.base import get_scheduler
+
+from dataflow.executor.base import (
+    LocalSchedulerExecutor,
+    StreamEvent,
+    cpu_count,
+)
+from dataflow.executor.dask import client_stream
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+__all__ = ["DaskIntegrationExecutor", "get_dask_integration_executor"]
+
+
+def _active_client() -> Any:
+    if "distributed" not in sys.modules:  # no client can exist; keep the import light
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+class DaskIntegrationExecutor(LocalSchedulerExecutor):
+    """Run on dask's current scheduler or client, looked up at every run."""
+
+    name = "dask-integration"
+
+    def _current(self) -> tuple[str, Any]:
+        configured = dask.config.get("scheduler", None)
+        if configured is not None:
+            get = get_scheduler(scheduler=configured)
+            client = getattr(get, "__self__", None)
+            if client is not None and type(client).__name__ == "Client":
+                return "client", client
+            return "local", get
+        client = _active_client()
+        if client is not None:
+            return "client", client
+        return "local", dask.threaded.get
+
+    def _get_function(self) -> Callable[..., Any]:
+        kind, value = self._current()
+        if kind == "client":
+            return value.get
+        return value
+
+    def get(self, dsk: Mapping, key: Any) -> Any:
+        kind, value = self._current()
+        if kind == "client":
+            return value.get(dict(dsk), key, sync=True)
+        return value(dsk, key)
+
+    def stream(
+        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+    ) -> Iterator[StreamEvent]:
+        kind, value = self._current()
+        if kind == "client":
+            return client_stream(value, dsk, partition_keys, final_key, want_data=want_data)
+        return super().stream(dsk, partition_keys, final_key, want_data=want_data)
+
+    @property
+    def n_workers(self) -> int:
+        kind, value = self._current()
+        if kind == "client":
+            return max(1, sum(value.nthreads().values()))
+        if value is dask.local.get_sync:
+            return 1
+        return int(dask.config.get("num_workers", None) or cpu_count())
+
+
+def get_dask_integration_executor() -> DaskIntegrationExecutor:
+    """The executor that follows dask's current scheduler (LiberTEM's name)."""
+    return DaskIntegrationExecutor()

@@ -1,0 +1,1 @@
+"""LiberTEM's ``libertem.io`` import paths."""

@@ -1,0 +1,308 @@
+"""Merging partial results: tree nodes, chains, the accumulator and ``get_results``.
+
+LiberTEM folds partition results, in completion order, into one accumulator that
+starts as zeros and is then ``preprocess``-ed. dataflow does the same work as a tree
+(see ``design.md``):
+
+* a tree node merges its children into a copy of its first child, calling
+  ``merge(dest, src)`` once per further child; ``src`` may cover several adjacent
+  partitions. Nav buffers are carried through the tree as lists of slices and not
+  merged there: ``dest.<nav>`` is a scratch array (zeros, then ``preprocess``) that
+  is thrown away;
+* the finishing task merges the root into a fresh accumulator, so each frame's nav
+  slice meets the accumulator exactly once and ``n`` partitions make ``n`` merges.
+
+UDFs with ``MERGE_TREE = False`` get a chain instead: one merge per partition into
+the accumulator, in partition order. UDFs that keep the default merge have only nav
+buffers; those are concatenated, never merged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dataflow.buffers import BufferWrapper, UDFData, allocate
+from dataflow.errors import UDFException
+
+if TYPE_CHECKING:
+    from dataflow.partition import PartitionResult
+    from dataflow.plan import RunSpec, UDFPlan
+    from dataflow.udf.base import UDF
+
+__all__ = [
+    "Accumulator",
+    "MergeItem",
+    "chain_step",
+    "collect_results",
+    "finish",
+    "fresh_accumulator",
+    "merge_into",
+    "merge_node",
+    "nav_block",
+]
+
+
+@dataclass
+class MergeItem:
+    """Merged buffers of adjacent partitions ``offset : offset + n_frames``.
+
+    ``buffers[k]`` holds UDF ``k``'s non-nav arrays; ``nav[k]`` maps each nav buffer to
+    the list of its per-partition slices, in order. Entries of UDFs not merged in the
+    tree are ``None``.
+    """
+
+    offset: int
+    n_frames: int
+    buffers: list[dict[str, np.ndarray] | None]
+    nav: list[dict[str, list[np.ndarray]] | None]
+
+
+@dataclass
+class Accumulator:
+    """One UDF's full-size buffers (nav buffers span all selected frames) and its state."""
+
+    udf: UDF
+    arrays: dict[str, np.ndarray]
+    #: frames already merged, over all ROI-selected frames
+    merged: np.ndarray
+
+
+def _copy(arr: np.ndarray) -> np.ndarray:
+    return copy.deepcopy(arr) if arr.dtype == object else arr.copy()
+
+
+def _is_tree(uplan: UDFPlan) -> bool:
+    return not uplan.concat_nav and uplan.tree
+
+
+def _client_udf(spec: RunSpec, uplan: UDFPlan, arrays: Mapping[str, Any]) -> UDF:
+    """A clean copy with client-side metadata and ``results`` bound to ``arrays``."""
+    udf = uplan.udf.copy()
+    udf.meta = spec.main_meta(uplan)
+    udf.results = UDFData(arrays, uplan.buffers)
+    udf.task_data = None
+    return udf
+
+
+def _leaf(spec: RunSpec, part: PartitionResult) -> MergeItem:
+    buffers: list[dict[str, np.ndarray] | None] = []
+    nav: list[dict[str, list[np.ndarray]] | None] = []
+    for uplan, arrays in zip(spec.udfs, part.buffers, strict=True):
+        if not _is_tree(uplan):
+            buffers.append(None)
+            nav.append(None)
+            continue
+        navnames = set(uplan.nav_names)
+        buffers.append({k: v for k, v in arrays.items() if k not in navnames})
+        nav.append({k: [arrays[k]] for k in uplan.nav_names})
+    return MergeItem(part.offset, part.n_frames, buffers, nav)
+
+
+def _as_item(spec: RunSpec, child: PartitionResult | MergeItem) -> MergeItem:
+    return child if isinstance(child, MergeItem) else _leaf(spec, child)
+
+
+def _joined(pieces: Sequence[np.ndarray]) -> np.ndarray:
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _scratch_nav(spec: RunSpec, uplan: UDFPlan, n_frames: int) -> dict[str, np.ndarray]:
+    """Nav buffers for ``n_frames`` frames as the accumulator has them: zeros, then preprocess."""
+    arrays = allocate(uplan.buffers, n_frames, spec.sig_shape)
+    if uplan.has_preprocess:
+        _client_udf(spec, uplan, arrays).preprocess()
+    return {k: arrays[k] for k in uplan.nav_names}
+
+
+def merge_node(spec: RunSpec, children: Sequence[PartitionResult | MergeItem]) -> MergeItem:
+    """Merge adjacent children into a copy of the first one (a node of the merge tree)."""
+    first = _as_item(spec, children[0])
+    dest = MergeItem(
+        first.offset,
+        first.n_frames,
+        [None if b is None else {k: _copy(v) for k, v in b.items()} for b in first.buffers],
+        [None if n is None else {k: list(v) for k, v in n.items()} for n in first.nav],
+    )
+    udfs: dict[int, UDF] = {}
+    for child in children[1:]:
+        src = _as_item(spec, child)
+        if src.offset != dest.offset + dest.n_frames:
+            raise AssertionError("merge tree children must be adjacent")
+        for k, uplan in enumerate(spec.udfs):
+            if dest.buffers[k] is None:
+                continue
+            src_nav = {name: _joined(pieces) for name, pieces in src.nav[k].items()}
+            dest_ns = {**dest.buffers[k], **_scratch_nav(spec, uplan, src.n_frames)}
+            src_ns = {**src.buffers[k], **src_nav}
+            udf = udfs.get(k)
+            if udf is None:
+                udf = udfs[k] = _client_udf(spec, uplan, dest_ns)
+            merged = np.zeros(spec.n_frames, dtype=bool)
+            merged[dest.offset : dest.offset + dest.n_frames] = True
+            udf.meta._valid_nav_mask = merged
+            dest_data = UDFData(dest_ns, uplan.buffers)
+            udf.results = dest_data
+            udf.merge(dest=dest_data, src=UDFData(src_ns, uplan.buffers))
+            for name in uplan.nav_names:
+                dest.nav[k][name].extend(src.nav[k][name])
+        dest.n_frames += src.n_frames
+    return dest
+
+
+def fresh_accumulator(spec: RunSpec, uplan: UDFPlan) -> Accumulator:
+    """Full-size zero buffers, then ``preprocess``: LiberTEM's main-node accumulator."""
+    arrays = allocate(uplan.buffers, spec.n_frames, spec.sig_shape)
+    udf = _client_udf(spec, uplan, arrays)
+    if uplan.has_preprocess:
+        udf.preprocess()
+    return Accumulator(udf, arrays, np.zeros(spec.n_frames, dtype=bool))
+
+
+def merge_into(
+    spec: RunSpec,
+    uplan: UDFPlan,
+    acc: Accumulator,
+    offset: int,
+    n_frames: int,
+    src: Mapping[str, np.ndarray],
+) -> None:
+    """``merge(dest, src)`` with ``dest`` the accumulator's view of ``src``'s frames."""
+    stop = offset + n_frames
+    navnames = set(uplan.nav_names)
+    dest_ns = {k: (v[offset:stop] if k in navnames else v) for k, v in acc.arrays.items()}
+    udf = acc.udf
+    udf.meta._valid_nav_mask = acc.merged.copy()
+    dest = UDFData(dest_ns, uplan.buffers)
+    udf.results = dest
+    udf.merge(dest=dest, src=UDFData(src, uplan.buffers))
+    acc.merged[offset:stop] = True
+
+
+def _merge_root(spec: RunSpec, k: int, acc: Accumulator, root: MergeItem) -> None:
+    src = dict(root.buffers[k] or {})
+    src.update({name: _joined(p) for name, p in (root.nav[k] or {}).items()})
+    merge_into(spec, spec.udfs[k], acc, root.offset, root.n_frames, src)
+
+
+def chain_step(
+    spec: RunSpec, accs: Sequence[Accumulator | None] | None, part: PartitionResult
+) -> list[Accumulator | None]:
+    """One link of the merge chain (``MERGE_TREE = False``): merge ``part`` into a copy."""
+    out: list[Accumulator | None] = []
+    for k, uplan in enumerate(spec.udfs):
+        if uplan.concat_nav or uplan.tree:
+            out.append(None)
+            continue
+        prev = accs[k] if accs is not None else None
+        if prev is None:
+            acc = fresh_accumulator(spec, uplan)
+        else:
+            arrays = {name: _copy(v) for name, v in prev.arrays.items()}
+            acc = Accumulator(_client_udf(spec, uplan, arrays), arrays, prev.merged.copy())
+        merge_into(spec, uplan, acc, part.offset, part.n_frames, part.buffers[k])
+        out.append(acc)
+    return out
+
+
+def nav_block(spec: RunSpec, part: PartitionResult) -> tuple[dict[str, np.ndarray] | None, ...]:
+    """The nav buffers of default-merge UDFs from one partition: a block of the result."""
+    return tuple(
+        {name: arrays[name] for name in uplan.nav_names} if uplan.concat_nav else None
+        for uplan, arrays in zip(spec.udfs, part.buffers, strict=True)
+    )
+
+
+def finish(
+    spec: RunSpec,
+    top: Sequence[MergeItem | PartitionResult],
+    chain: Sequence[Accumulator | None] | None,
+    nav_blocks: Sequence[tuple[dict[str, np.ndarray] | None, ...]],
+    with_results: bool,
+) -> tuple[Any, ...]:
+    """The finishing task: one accumulator per UDF, then ``get_results`` if asked.
+
+    ``top`` is the last level of the merge tree (at most ``split_every`` items); it is
+    merged into its root here, then the root into the accumulator. Returns, per UDF,
+    ``collect_results(...)`` output when ``with_results`` is true, otherwise the
+    :class:`Accumulator` itself (for ``run_udf_iter``, whose ``get_results`` runs on
+    the client).
+    """
+    root_item = None
+    if top:
+        root_item = merge_node(spec, top) if len(top) > 1 else _as_item(spec, top[0])
+    out = []
+    for k, uplan in enumerate(spec.udfs):
+        if uplan.concat_nav and nav_blocks:
+            arrays = {
+                name: _joined([blk[k][name] for blk in nav_blocks]) for name in uplan.nav_names
+            }
+            acc = Accumulator(
+                _client_udf(spec, uplan, arrays), arrays, np.ones(spec.n_frames, dtype=bool)
+            )
+        elif not uplan.concat_nav and not uplan.tree and chain is not None:
+            acc = chain[k]
+        else:
+            acc = fresh_accumulator(spec, uplan)
+            if root_item is not None and not uplan.concat_nav:
+                _merge_root(spec, k, acc, root_item)
+        out.append(collect_results(spec, uplan, acc) if with_results else acc)
+    return tuple(out)
+
+
+def collect_results(
+    spec: RunSpec, uplan: UDFPlan, acc: Accumulator
+) -> dict[str, tuple[BufferWrapper, np.ndarray]]:
+    """Call ``get_results`` on the accumulator and check what it returns.
+
+    Returns buffer name -> (declaration, array in raw shape). Private buffers are
+    left out; buffers the UDF did not return (``use=None``) are added as they are.
+
+    Raises
+    ------
+    UDFException
+        For undeclared or private names, or a dtype kind that differs from the
+        declaration.
+    """
+    udf = acc.udf
+    udf.results = UDFData(acc.arrays, uplan.buffers)
+    udf.meta._valid_nav_mask = acc.merged.copy()
+    returned = udf.get_results()
+    if not isinstance(returned, Mapping):
+        raise UDFException(
+            f"{uplan.name}.get_results() returned a {type(returned).__name__}; expected a dict"
+        )
+    out: dict[str, tuple[BufferWrapper, np.ndarray]] = {}
+    for name, value in returned.items():
+        decl = uplan.buffers.get(name)
+        if decl is None:
+            raise UDFException(
+                f"{uplan.name}.get_results() returned {name!r}, which is not a declared buffer; "
+                f"declared: {sorted(uplan.buffers)}"
+            )
+        if decl.use == "private":
+            raise UDFException(
+                f"{uplan.name}.get_results() returned {name!r}, a private buffer; private "
+                "buffers are not results"
+            )
+        arr = np.asarray(value)
+        if arr.dtype.kind != decl.dtype.kind:
+            raise UDFException(
+                f"{uplan.name}.get_results() returned {name!r} with dtype {arr.dtype}; the "
+                f"buffer is declared with dtype {decl.dtype} (kind {decl.dtype.kind!r})"
+            )
+        out[name] = (decl, arr)
+    for name, decl in uplan.buffers.items():
+        if name in out or decl.use is not None:
+            continue
+        out[name] = (decl, acc.arrays[name])
+    missing = [n for n, d in uplan.buffers.items() if d.use == "result_only" and n not in out]
+    if missing:
+        raise UDFException(
+            f"{uplan.name}.get_results() did not return the result_only buffers {missing}"
+        )
+    return {n: out[n] for n in uplan.buffers if n in out}

@@ -1,0 +1,246 @@
+"""What one partition task does inside a worker: run every UDF of a run over its frames.
+
+The data is read once per partition and cut into tiles, stacks of whole frames. A
+tile is a view of the partition's block wherever possible; where the input dtype
+differs from the native dtype, or a ROI leaves gaps, it is copied into a reusable
+cache-sized scratch buffer. Frame-wise UDFs get views of the tile's frames, and all
+buffer views for a tile are prepared before its frames are processed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dataflow.buffers import UDFData, allocate
+from dataflow.udf.base import UDFMeta, UDFMethod, _Cursor
+
+if TYPE_CHECKING:
+    from dataflow.plan import PartitionTask, RunSpec, UDFPlan
+    from dataflow.udf.base import UDF
+
+__all__ = ["PartitionResult", "run_partition"]
+
+#: Tile size when tiles are views of the partition's block (no copy is made).
+VIEW_TILE_BYTES = 16 * 2**20
+#: Tile size when tiles are copies (dtype conversion, ROI gaps): stays in cache.
+COPY_TILE_BYTES = 1 * 2**20
+
+
+@dataclass
+class PartitionResult:
+    """The buffers of every UDF after one partition, with the frames they cover."""
+
+    index: int
+    #: index of the first frame among all ROI-selected frames, and the frame count
+    offset: int
+    n_frames: int
+    #: per UDF: buffer name -> array (nav buffers hold this partition's frames)
+    buffers: tuple[dict[str, np.ndarray], ...]
+
+
+class _Runner:
+    """One UDF inside one partition task."""
+
+    __slots__ = ("arrays", "dtype", "method", "nav", "ns", "udf", "uplan")
+
+    def __init__(self, uplan: UDFPlan, udf: UDF, arrays: dict[str, np.ndarray]) -> None:
+        self.uplan = uplan
+        self.udf = udf
+        self.arrays = arrays
+        self.ns = udf.results.__dict__ if udf.results is not None else {}
+        self.method = uplan.method
+        self.dtype = uplan.input_dtype
+        # (name, array, has extra_shape) of each nav buffer: their views move per unit
+        self.nav = [
+            (name, arrays[name], bool(uplan.buffers[name].extra_shape)) for name in uplan.nav_names
+        ]
+
+    def set_whole(self) -> None:
+        for name, arr, _ in self.nav:
+            self.ns[name] = arr
+
+
+def _tile_depth(spec: RunSpec, runners: list[_Runner], copies: bool) -> int:
+    frame_items = math.prod(spec.sig_shape)
+    itemsize = max([r.dtype.itemsize for r in runners] + [spec.dataset_dtype.itemsize])
+    budget = COPY_TILE_BYTES if copies else VIEW_TILE_BYTES
+    depth: float = budget
+    for r in runners:
+        budget = min(budget, r.uplan.tile_bytes)
+        depth = min(depth, r.uplan.tile_depth)
+    by_size = max(1, int(budget // max(1, frame_items * itemsize)))
+    return int(max(1, min(by_size, depth)))
+
+
+def _make_udf(
+    spec: RunSpec, uplan: UDFPlan, task: PartitionTask, frame_indices: np.ndarray, cursor: _Cursor
+) -> tuple[UDF, dict[str, np.ndarray]]:
+    udf = uplan.udf.copy()
+    udf.meta = UDFMeta(
+        dataset_shape=spec.dataset_shape,
+        dataset_dtype=spec.dataset_dtype,
+        input_dtype=uplan.input_dtype,
+        roi=spec.roi,
+        partition_offset=task.offset,
+        frame_indices=frame_indices,
+        cursor=cursor,
+    )
+    arrays = allocate(uplan.buffers, task.n_frames, spec.sig_shape)
+    udf.results = UDFData(arrays, uplan.buffers)
+    udf.task_data = UDFData(udf.get_task_data() or {})
+    return udf, arrays
+
+
+def run_partition(spec: RunSpec, block: np.ndarray, index: int) -> PartitionResult:
+    """Run every UDF of ``spec`` over the frames of one partition.
+
+    Parameters
+    ----------
+    spec
+        The run: UDF plans, dataset shape and dtype, ROI, partition tasks.
+    block
+        All frames of the partition, shape ``(n,) + sig``, in native dtype.
+    index
+        Which of ``spec.tasks`` this is.
+    """
+    task = spec.tasks[index]
+    p = task.partition
+    block = np.asarray(block)
+    if block.shape[0] != p.n_frames:
+        raise ValueError(
+            f"partition {p.index} expected {p.n_frames} frames, got a block of shape {block.shape}"
+        )
+    sel = None if task.roi is None else np.flatnonzero(task.roi)
+    frame_indices = np.arange(p.start, p.stop) if sel is None else p.start + sel
+    cursor = _Cursor(0, task.n_frames)
+    stage = "get_task_data"
+    uplan = spec.udfs[0]
+    try:
+        runners = []
+        for uplan in spec.udfs:
+            stage = "get_task_data"
+            udf, arrays = _make_udf(spec, uplan, task, frame_indices, cursor)
+            runner = _Runner(uplan, udf, arrays)
+            runners.append(runner)
+            if uplan.has_preprocess:
+                stage = "preprocess"
+                udf.preprocess()
+        for runner in runners:
+            if runner.method is UDFMethod.PARTITION:
+                uplan, stage = runner.uplan, "process_partition"
+                runner.udf.process_partition(_whole(block, sel, runner.dtype))
+        tiled = [r for r in runners if r.method is not UDFMethod.PARTITION]
+        if tiled:
+            _process_tiles(spec, block, sel, task, tiled, cursor)
+        cursor.start, cursor.stop = 0, task.n_frames
+        for runner in runners:
+            uplan = runner.uplan
+            runner.set_whole()
+            if uplan.has_postprocess:
+                stage = "postprocess"
+                runner.udf.postprocess()
+            stage = "cleanup"
+            runner.udf.cleanup()
+    except Exception as e:
+        _annotate(e, f"{uplan.name}.{stage}", task)
+        raise
+    return PartitionResult(
+        index=task.index,
+        offset=task.offset,
+        n_frames=task.n_frames,
+        buffers=tuple(r.arrays for r in runners),
+    )
+
+
+def _annotate(e: BaseException, where: str, task: PartitionTask) -> None:
+    """Add a note naming the UDF method and the partition, once."""
+    if any(n.startswith("dataflow:") for n in getattr(e, "__notes__", ())):
+        return
+    p = task.partition
+    e.add_note(
+        f"dataflow: raised in {where} on partition {p.index} "
+        f"(frames {p.start}..{p.stop - 1} of the flattened navigation axis)"
+    )
+
+
+def _whole(block: np.ndarray, sel: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    data = block if sel is None else block[sel]
+    return data.astype(dtype, copy=False)
+
+
+def _process_tiles(
+    spec: RunSpec,
+    block: np.ndarray,
+    sel: np.ndarray | None,
+    task: PartitionTask,
+    runners: list[_Runner],
+    cursor: _Cursor,
+) -> None:
+    n = task.n_frames
+    native = block.dtype
+    copies = sel is not None or any(r.dtype != native for r in runners)
+    depth = _tile_depth(spec, runners, copies)
+    scratch: dict[Any, np.ndarray] = {}
+
+    def buffer(key: Any, dtype: np.dtype, m: int) -> np.ndarray:
+        buf = scratch.get(key)
+        if buf is None:
+            buf = scratch[key] = np.empty((depth, *block.shape[1:]), dtype=dtype)
+        return buf[:m]
+
+    for a in range(0, n, depth):
+        b = min(n, a + depth)
+        m = b - a
+        if sel is None:
+            tile = block[a:b]
+        else:
+            first, last = int(sel[a]), int(sel[b - 1])
+            if last - first == m - 1:
+                tile = block[first : last + 1]
+            else:
+                out = buffer("gather", native, m)
+                tile = np.take(block, sel[a:b], axis=0, out=out, mode="clip")
+        converted = {native: tile}
+        for r in runners:
+            data = converted.get(r.dtype)
+            if data is None:
+                data = buffer(r.dtype, r.dtype, m)
+                np.copyto(data, tile, casting="unsafe")
+                converted[r.dtype] = data
+            try:
+                if r.method is UDFMethod.TILE:
+                    cursor.start, cursor.stop = a, b
+                    ns = r.ns
+                    for name, arr, _ in r.nav:
+                        ns[name] = arr[a:b]
+                    r.udf.process_tile(data)
+                else:
+                    _frames(r, data, a, cursor)
+            except Exception as e:
+                _annotate(e, f"{r.uplan.name}.process_{r.method.value}", task)
+                raise
+
+
+def _frames(r: _Runner, tile: np.ndarray, a: int, cursor: _Cursor) -> None:
+    """The per-frame loop: one nav view per buffer and frame, nothing else allocated."""
+    ns = r.ns
+    process_frame = r.udf.process_frame
+    nav = r.nav
+    if len(nav) == 1 and not nav[0][2]:  # the common case: one plain nav buffer
+        name, arr = nav[0][0], nav[0][1]
+        for i, frame in enumerate(tile, a):
+            cursor.start = i
+            cursor.stop = i + 1
+            ns[name] = arr[i : i + 1]
+            process_frame(frame)
+        return
+    for i, frame in enumerate(tile, a):
+        cursor.start = i
+        cursor.stop = i + 1
+        for name, arr, extra in nav:
+            ns[name] = arr[i] if extra else arr[i : i + 1]
+        process_frame(frame)

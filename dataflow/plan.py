@@ -1,0 +1,269 @@
+"""Inspection of a run on the client, before any data is read.
+
+:func:`make_plan` checks the ROI and every UDF (process method, buffer declarations,
+dtypes, merge), decides which partitions need a task, and packs what the workers need
+into one :class:`RunSpec` that travels once per graph.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from dask.base import tokenize
+
+from dataflow.buffers import BufferWrapper
+from dataflow.errors import DataflowWarning, RoiError, UDFException
+from dataflow.udf.base import UDF, UDFMeta, UDFMethod, _default_merge_message, _implements
+
+if TYPE_CHECKING:
+    from dataflow.dataset import DataSet, Partition
+    from dataflow.shape import Shape
+
+__all__ = ["PartitionTask", "RunPlan", "RunSpec", "UDFPlan", "make_plan", "normalize_roi"]
+
+_METHOD_NAMES = {
+    UDFMethod.TILE: "process_tile",
+    UDFMethod.FRAME: "process_frame",
+    UDFMethod.PARTITION: "process_partition",
+}
+
+
+@dataclass(frozen=True)
+class UDFPlan:
+    """One UDF of a run, as inspected on the client."""
+
+    udf: UDF
+    name: str
+    method: UDFMethod
+    input_dtype: np.dtype
+    buffers: Mapping[str, BufferWrapper]
+    #: default merge: nav buffers are assembled by concatenation, never merged
+    concat_nav: bool
+    #: merge in a tree (True) or in a chain in partition order (False)
+    tree: bool
+    has_preprocess: bool
+    has_postprocess: bool
+    tile_depth: float
+    tile_bytes: float
+
+    @cached_property
+    def nav_names(self) -> tuple[str, ...]:
+        """Names of the allocated ``kind="nav"`` buffers."""
+        return tuple(
+            n for n, d in self.buffers.items() if d.kind == "nav" and d.use != "result_only"
+        )
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """One partition task: a partition and the ROI frames it processes."""
+
+    index: int
+    partition: Partition
+    #: ROI mask over the partition's frames, or None when all are selected
+    roi: np.ndarray | None
+    #: index of the first selected frame among all selected frames
+    offset: int
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a task of the graph needs besides its data; one graph key."""
+
+    udfs: tuple[UDFPlan, ...]
+    dataset_shape: Shape
+    dataset_dtype: np.dtype
+    roi: np.ndarray | None
+    n_frames: int
+    tasks: tuple[PartitionTask, ...]
+
+    @cached_property
+    def sig_shape(self) -> tuple[int, ...]:
+        """Shape of one frame."""
+        return tuple(self.dataset_shape.sig)
+
+    def main_meta(self, uplan: UDFPlan) -> UDFMeta:
+        """The metadata a UDF sees on the client: no partition, no slice."""
+        return UDFMeta(
+            dataset_shape=self.dataset_shape,
+            dataset_dtype=self.dataset_dtype,
+            input_dtype=uplan.input_dtype,
+            roi=self.roi,
+        )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run, ready to compile: spec, tasks and the user's UDF objects."""
+
+    spec: RunSpec
+    tasks: tuple[PartitionTask, ...]
+    dataset: DataSet
+    user_udfs: tuple[UDF, ...]
+    token: str
+    label: str
+
+
+def normalize_roi(roi: Any, nav_shape: Sequence[int]) -> np.ndarray | None:
+    """A private boolean copy of ``roi`` in the navigation shape, or ``None``.
+
+    Raises
+    ------
+    RoiError
+        If the size of ``roi`` differs from the navigation size.
+    """
+    if roi is None:
+        return None
+    nav_shape = tuple(nav_shape)
+    arr = np.asarray(roi)
+    if arr.dtype == object:
+        raise TypeError(f"roi is a {type(roi).__name__}; expected a boolean NumPy array")
+    if arr.size != math.prod(nav_shape):
+        raise RoiError(f"roi has shape {arr.shape}; the navigation shape is {nav_shape}")
+    if arr.dtype != bool:
+        warnings.warn(
+            f"roi has dtype {arr.dtype}; it is converted to bool (non-zero selects a frame)",
+            DataflowWarning,
+            stacklevel=4,
+        )
+    return np.array(arr, dtype=bool, copy=True).reshape(nav_shape)
+
+
+def _validate_buffers(udf: UDF, decls: Any) -> dict[str, BufferWrapper]:
+    name = type(udf).__name__
+    if not isinstance(decls, Mapping):
+        raise UDFException(
+            f"{name}.get_result_buffers() returned a {type(decls).__name__}; expected a dict "
+            "of buffer name to self.buffer(...)"
+        )
+    for key, decl in decls.items():
+        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+            raise UDFException(
+                f"{name} declares a buffer named {key!r}; buffer names must be Python identifiers"
+            )
+        if key.startswith("_df_"):
+            raise UDFException(
+                f"{name} declares buffer {key!r}; names starting with _df_ are reserved"
+            )
+        if not isinstance(decl, BufferWrapper):
+            raise UDFException(
+                f"{name} declares buffer {key!r} as a {type(decl).__name__}; expected "
+                "self.buffer(kind=..., ...)"
+            )
+    return dict(decls)
+
+
+def _method(udf: UDF) -> UDFMethod:
+    method = udf.get_method()
+    try:
+        method = UDFMethod(method.value if isinstance(method, UDFMethod) else method)
+    except ValueError:
+        raise UDFException(
+            f"{type(udf).__name__}.get_method() returned {method!r}; expected one of "
+            f"{[m.value for m in UDFMethod]}"
+        ) from None
+    if not _implements(udf, _METHOD_NAMES[method]):
+        raise UDFException(
+            f"{type(udf).__name__}.get_method() returned {method.value!r}, but the UDF does not "
+            f"implement {_METHOD_NAMES[method]}"
+        )
+    return method
+
+
+def _tiling(udf: UDF) -> tuple[float, float]:
+    prefs = udf.get_tiling_preferences() or {}
+    depth = prefs.get("depth", UDF.TILE_DEPTH_DEFAULT)
+    size = prefs.get("total_size", UDF.TILE_SIZE_MAX)
+    depth = math.inf if not isinstance(depth, (int, float)) else max(1, depth)
+    size = math.inf if not isinstance(size, (int, float)) else max(1, size)
+    return depth, size
+
+
+def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None) -> UDFPlan:
+    name = type(udf).__name__
+    if not isinstance(udf, UDF):
+        raise TypeError(f"udf is a {type(udf).__name__}; expected an instance of dataflow.udf.UDF")
+    try:
+        preferred = udf.get_preferred_input_dtype()
+        input_dtype = np.result_type(dataset.dtype, preferred)
+    except TypeError as e:
+        raise UDFException(
+            f"{name}.get_preferred_input_dtype() returned {preferred!r}, not a dtype: {e}"
+        ) from None
+    udf.meta = UDFMeta(
+        dataset_shape=dataset.shape,
+        dataset_dtype=dataset.dtype,
+        input_dtype=input_dtype,
+        roi=roi,
+    )
+    method = _method(udf)
+    buffers = _validate_buffers(udf, udf.get_result_buffers())
+    concat_nav = type(udf).merge is UDF.merge
+    if concat_nav:
+        for key, decl in buffers.items():
+            if decl.kind != "nav" and decl.use != "result_only":
+                raise NotImplementedError(_default_merge_message(name, key))
+    depth, size = _tiling(udf)
+    return UDFPlan(
+        udf=udf.copy(),
+        name=name,
+        method=method,
+        input_dtype=np.dtype(input_dtype),
+        buffers=buffers,
+        concat_nav=concat_nav,
+        tree=bool(getattr(udf, "MERGE_TREE", True)),
+        has_preprocess=_implements(udf, "preprocess"),
+        has_postprocess=_implements(udf, "postprocess"),
+        tile_depth=depth,
+        tile_bytes=size,
+    )
+
+
+def make_plan(dataset: DataSet, udfs: Sequence[UDF], roi: Any = None) -> RunPlan:
+    """Inspect ``udfs`` on ``dataset`` with ``roi`` and list the partition tasks.
+
+    Raises before any data is read: bad ROI, UDFs without a process method, invalid
+    buffer declarations, buffers other than ``kind="nav"`` without a ``merge``.
+    """
+    if not udfs:
+        raise ValueError("udf is an empty list; pass at least one UDF")
+    roi = normalize_roi(roi, dataset.shape.nav)
+    plans = tuple(_inspect(u, dataset, roi) for u in udfs)
+    flat_roi = None if roi is None else roi.reshape(-1)
+    tasks = []
+    offset = 0
+    for p in dataset.partitions:
+        if flat_roi is None:
+            mask, count = None, p.n_frames
+        else:
+            mask = flat_roi[p.slice]
+            count = int(np.count_nonzero(mask))
+            if count == 0:
+                continue
+            if count == p.n_frames:
+                mask = None
+        tasks.append(PartitionTask(len(tasks), p, mask, offset, count))
+        offset += count
+    spec = RunSpec(
+        udfs=plans,
+        dataset_shape=dataset.shape,
+        dataset_dtype=dataset.dtype,
+        roi=roi,
+        n_frames=offset,
+        tasks=tuple(tasks),
+    )
+    token = tokenize(
+        dataset, [(t.partition.start, t.partition.stop) for t in tasks], roi, list(udfs)
+    )
+    label = "-".join(dict.fromkeys(p.name.lower() for p in plans))
+    if len(label) > 60:
+        label = label[:60]
+    return RunPlan(spec, tuple(tasks), dataset, tuple(udfs), token, label)

@@ -1,0 +1,292 @@
+"""Result objects: LiberTEM's ``BufferWrapper`` interface, plus labelled xarray output.
+
+``ctx.run_udf`` returns a :class:`UDFResultDict` (a ``dict``) of buffer name to
+:class:`BufferResult`. ``.raw_data`` holds the selected frames only (flat navigation
+axis), ``.data`` the navigation shape with the dtype's fill value outside the ROI,
+and ``.to_xarray()`` the same with named dimensions and the dataset's coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dataflow.buffers import BufferWrapper, fill_value
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    import xarray as xr
+
+__all__ = ["BufferResult", "ResultContext", "UDFResultDict", "UDFResults"]
+
+
+@dataclass(frozen=True)
+class ResultContext:
+    """What results need to know about the run: shapes, names, coordinates, ROI."""
+
+    nav_shape: tuple[int, ...]
+    sig_shape: tuple[int, ...]
+    dims: tuple[str, ...]
+    coords: Mapping[str, Any]
+    roi: np.ndarray | None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def roi_index(self) -> np.ndarray | None:
+        """Flat indices of the selected frames, or None for all."""
+        return None if self.roi is None else np.flatnonzero(self.roi)
+
+    @property
+    def nav_dims(self) -> tuple[str, ...]:
+        """Navigation dimension names."""
+        return self.dims[: len(self.nav_shape)]
+
+    @property
+    def sig_dims(self) -> tuple[str, ...]:
+        """Signal dimension names."""
+        return self.dims[len(self.nav_shape) :]
+
+
+class BufferResult:
+    """One result buffer of a run (LiberTEM: ``BufferWrapper`` as returned by ``run_udf``).
+
+    Examples
+    --------
+    >>> from dataflow.udf.sumsigudf import SumSigUDF
+    >>> res = ctx.run_udf(dataset=dataset, udf=SumSigUDF())["intensity"]
+    >>> res.data.shape, res.raw_data.shape, res.kind
+    ((16, 16), (256,), 'nav')
+    >>> float(np.sum(res)) == float(res.data.sum())
+    True
+    """
+
+    def __init__(
+        self,
+        name: str,
+        decl: BufferWrapper,
+        raw: np.ndarray,
+        context: ResultContext,
+        valid: np.ndarray | None = None,
+    ) -> None:
+        self.name = name
+        self._decl = decl
+        self._raw = raw
+        self._ctx = context
+        #: merged frames among the selected ones (nav buffers); None means all
+        self._valid = valid
+
+    # LiberTEM's BufferWrapper attributes ---------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``"nav"``, ``"sig"`` or ``"single"``."""
+        return self._decl.kind
+
+    @property
+    def extra_shape(self) -> tuple[int, ...]:
+        """Axes appended to the kind's shape."""
+        return self._decl.extra_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The declared dtype."""
+        return self._decl.dtype
+
+    @property
+    def use(self) -> str | None:
+        """The declared use."""
+        return self._decl.use
+
+    @property
+    def where(self) -> str | None:
+        """The declared location."""
+        return self._decl.where
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``raw_data``."""
+        return self._raw.shape
+
+    @property
+    def raw_data(self) -> np.ndarray:
+        """The buffer as computed: for nav buffers, the selected frames only, flattened."""
+        return self._raw
+
+    @cached_property
+    def data(self) -> np.ndarray:
+        """The buffer in the dataset's navigation shape, fill value outside the ROI."""
+        raw = self._raw
+        if self.kind != "nav" or raw.shape[:1] != (self._n_selected,):
+            return raw
+        nav = self._ctx.nav_shape
+        extra = raw.shape[1:]
+        index = self._ctx.roi_index
+        if index is None:
+            return raw.reshape(nav + extra)
+        full = np.empty((math.prod(nav), *extra), dtype=raw.dtype)
+        full[...] = fill_value(raw.dtype)
+        full[index] = raw
+        return full.reshape(nav + extra)
+
+    @property
+    def _n_selected(self) -> int:
+        index = self._ctx.roi_index
+        return math.prod(self._ctx.nav_shape) if index is None else len(index)
+
+    @cached_property
+    def valid_mask(self) -> np.ndarray:
+        """Boolean, shaped like ``data``: True where the value is defined (merged, in the ROI)."""
+        data = self.data
+        nav = self._ctx.nav_shape
+        if self.kind != "nav" or data.shape[: len(nav)] != nav:
+            return np.ones(data.shape, dtype=bool)
+        flat = np.zeros(math.prod(nav), dtype=bool)
+        index = self._ctx.roi_index
+        selected = np.ones(self._n_selected, dtype=bool) if self._valid is None else self._valid
+        if index is None:
+            flat[:] = selected
+        else:
+            flat[index] = selected
+        mask = flat.reshape(nav)
+        return np.broadcast_to(mask.reshape(nav + (1,) * len(self.extra_shape)), data.shape)
+
+    @property
+    def masked_data(self) -> np.ma.MaskedArray:
+        """``data`` as a masked array, invalid positions masked."""
+        return np.ma.array(self.data, mask=~self.valid_mask)
+
+    @property
+    def raw_masked_data(self) -> np.ma.MaskedArray:
+        """``raw_data`` as a masked array (unmerged frames masked)."""
+        raw = self._raw
+        if self.kind != "nav" or self._valid is None:
+            return np.ma.array(raw, mask=np.zeros(raw.shape, dtype=bool))
+        mask = np.broadcast_to((~self._valid).reshape((-1,) + (1,) * (raw.ndim - 1)), raw.shape)
+        return np.ma.array(raw, mask=mask)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        data = self.data
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __repr__(self) -> str:
+        return (
+            f"<BufferResult {self.name!r} kind={self.kind!r} dtype={self.dtype} "
+            f"shape={self.data.shape}>"
+        )
+
+    # labelled output -----------------------------------------------------------------------
+
+    def _dims(self) -> tuple[str, ...]:
+        extra = tuple(f"{self.name}_{i}" for i in range(len(self.extra_shape)))
+        if (
+            self.kind == "nav"
+            and self.data.shape[: len(self._ctx.nav_shape)] == self._ctx.nav_shape
+        ):
+            return self._ctx.nav_dims + extra
+        if (
+            self.kind == "sig"
+            and self.data.shape[: len(self._ctx.sig_shape)] == self._ctx.sig_shape
+        ):
+            return self._ctx.sig_dims + extra
+        return tuple(f"{self.name}_{i}" for i in range(self.data.ndim))
+
+    def to_xarray(self) -> xr.DataArray:
+        """The buffer as an ``xarray.DataArray`` with named dimensions and coordinates."""
+        import xarray as xr
+
+        dims = self._dims()
+        coords = {d: self._ctx.coords[d] for d in dims if d in self._ctx.coords}
+        attrs = {"kind": self.kind}
+        attrs.update(self._ctx.attrs)
+        da = xr.DataArray(self.data, dims=dims, coords=coords, name=self.name, attrs=attrs)
+        if (
+            self.kind == "nav"
+            and self._ctx.roi is not None
+            and set(self._ctx.nav_dims) <= set(dims)
+        ):
+            da = da.assign_coords(roi=(self._ctx.nav_dims, self._ctx.roi))
+        return da
+
+
+class UDFResultDict(dict):
+    """The results of one UDF: a ``dict`` of buffer name to :class:`BufferResult`."""
+
+    def to_xarray(self) -> xr.Dataset:
+        """All buffers as one ``xarray.Dataset``."""
+        import xarray as xr
+
+        arrays = {name: res.to_xarray() for name, res in self.items()}
+        attrs: dict[str, Any] = {}
+        for res in self.values():
+            attrs.update(res._ctx.attrs)
+            break
+        return xr.Dataset(arrays, attrs=attrs)
+
+
+class UDFResults:
+    """A (partial) result of a run: ``.buffers``, one mapping per UDF, and ``.damage``.
+
+    ``damage`` is a nav buffer of booleans: True for frames already merged into
+    ``buffers``. ``run_udf_iter`` yields these; the last one is complete.
+    """
+
+    def __init__(self, buffers: Any, damage: BufferResult) -> None:
+        self._buffers = buffers
+        self.damage = damage
+
+    @property
+    def buffers(self) -> tuple[UDFResultDict, ...]:
+        """One result mapping per UDF (``get_results`` runs on first access)."""
+        if callable(self._buffers):
+            self._buffers = tuple(self._buffers())
+        return self._buffers
+
+    def __getitem__(self, i: int) -> UDFResultDict:
+        return self.buffers[i]
+
+    def __len__(self) -> int:
+        return len(self.buffers)
+
+    def __iter__(self) -> Iterator[UDFResultDict]:
+        return iter(self.buffers)
+
+    def __repr__(self) -> str:
+        done = int(np.count_nonzero(self.damage.raw_data))
+        return f"<UDFResults: {done} of {self.damage.raw_data.size} frames>"
+
+
+def wrap(
+    collected: Sequence[Mapping[str, tuple[BufferWrapper, np.ndarray]]],
+    context: ResultContext,
+    valid: np.ndarray | None = None,
+    attrs: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[UDFResultDict, ...]:
+    """Result mappings from what ``merge.collect_results`` returned, one per UDF."""
+    out = []
+    for k, per_udf in enumerate(collected):
+        ctx = context if attrs is None else _with_attrs(context, attrs[k])
+        out.append(
+            UDFResultDict(
+                (name, BufferResult(name, decl, arr, ctx, valid))
+                for name, (decl, arr) in per_udf.items()
+            )
+        )
+    return tuple(out)
+
+
+def _with_attrs(context: ResultContext, attrs: Mapping[str, Any]) -> ResultContext:
+    return ResultContext(
+        context.nav_shape,
+        context.sig_shape,
+        context.dims,
+        context.coords,
+        context.roi,
+        {**context.attrs, **attrs},
+    )

@@ -1,0 +1,260 @@
+"""Running a compiled plan: plain runs, runs with progress and plots, and partial results.
+
+* ``run_udf`` without progress or plots computes the finishing key and wraps it.
+* With progress or plots the graph is streamed: every finished partition advances
+  the bar; for plots its result is also merged on the client, in completion order,
+  into accumulators that feed the plots.
+* ``run_udf_iter`` streams as well and yields a :class:`~dataflow.results.UDFResults`
+  per partition from the client-side accumulators; the last one comes from the
+  graph's finishing task, so it equals ``run_udf``'s result. ``get_results`` runs on
+  the client, only when ``.buffers`` is read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+import numpy as np
+
+from dataflow.buffers import BufferWrapper, UDFData
+from dataflow.errors import UDFRunCancelled
+from dataflow.graph import build_graph
+from dataflow.merge import Accumulator, collect_results, fresh_accumulator, merge_into
+from dataflow.plan import make_plan
+from dataflow.plot import make_plots
+from dataflow.progress import ProgressState, make_reporter
+from dataflow.results import BufferResult, ResultContext, UDFResultDict, UDFResults, wrap
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from dataflow.dataset import DataSet
+    from dataflow.executor.base import JobExecutor
+    from dataflow.plan import RunPlan, RunSpec
+    from dataflow.plot import Live2DPlot
+    from dataflow.udf.base import UDF
+
+__all__ = ["run", "run_iter"]
+
+_DAMAGE = BufferWrapper("nav", dtype=bool)
+
+
+def _context(plan: RunPlan) -> ResultContext:
+    ds = plan.dataset
+    return ResultContext(
+        nav_shape=tuple(ds.shape.nav),
+        sig_shape=tuple(ds.shape.sig),
+        dims=ds.dims,
+        coords=ds.coords,
+        roi=plan.spec.roi,
+        attrs=dict(ds.attrs),
+    )
+
+
+def _udf_attrs(plan: RunPlan) -> list[dict[str, Any]]:
+    return [{"udf": u.name} for u in plan.spec.udfs]
+
+
+class _ClientFold:
+    """LiberTEM's fold on the client: merge partition results in completion order."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.accs = [fresh_accumulator(spec, u) for u in spec.udfs]
+        self.damage = np.zeros(spec.n_frames, dtype=bool)
+
+    def add(self, part: Any) -> None:
+        for k, uplan in enumerate(self.spec.udfs):
+            merge_into(self.spec, uplan, self.accs[k], part.offset, part.n_frames, part.buffers[k])
+        self.damage[part.offset : part.offset + part.n_frames] = True
+
+
+def _snapshot(spec: RunSpec, accs: Sequence[Accumulator]) -> list[Accumulator]:
+    out = []
+    for uplan, acc in zip(spec.udfs, accs, strict=True):
+        arrays = {k: v.copy() for k, v in acc.arrays.items()}
+        udf = uplan.udf.copy()
+        udf.meta = spec.main_meta(uplan)
+        udf.results = UDFData(arrays, uplan.buffers)
+        out.append(Accumulator(udf, arrays, acc.merged.copy()))
+    return out
+
+
+def _results(
+    plan: RunPlan, accs: Sequence[Accumulator], damage: np.ndarray, copy: bool
+) -> UDFResults:
+    spec = plan.spec
+    context = _context(plan)
+    state = {"accs": accs}
+
+    def buffers() -> tuple[UDFResultDict, ...]:
+        use = _snapshot(spec, state["accs"]) if copy else state["accs"]
+        collected = [collect_results(spec, u, a) for u, a in zip(spec.udfs, use, strict=True)]
+        valid = damage if not damage.all() else None
+        return wrap(collected, context, valid, _udf_attrs(plan))
+
+    damage_res = BufferResult("damage", _DAMAGE, damage.copy(), context)
+    return UDFResults(buffers, damage_res)
+
+
+def _graph_dict(
+    plan: RunPlan, executor: JobExecutor, split_every: int, with_results: bool
+) -> tuple[Any, dict]:
+    graph = build_graph(plan, split_every=split_every, with_results=with_results)
+    if getattr(executor, "debug", False):
+        # what any other scheduler would do: the spec must survive pickling
+        cloudpickle.loads(cloudpickle.dumps(plan.spec))
+    return graph, dict(graph.graph)
+
+
+class _Progress:
+    def __init__(self, progress: Any, plan: RunPlan) -> None:
+        self.reporter = make_reporter(progress)
+        self.plan = plan
+        self.done = 0
+        self.frames = 0
+
+    def _state(self) -> ProgressState:
+        tasks = self.plan.tasks
+        return ProgressState(
+            num_frames_total=self.plan.spec.n_frames,
+            num_frames_complete=self.frames,
+            num_part_total=len(tasks),
+            num_part_complete=self.done,
+            num_part_in_progress=0,
+            progress_id=self.plan.label,
+        )
+
+    def start(self) -> None:
+        if self.reporter is not None:
+            self.reporter.start(self._state())
+
+    def partition(self, index: int) -> None:
+        self.done += 1
+        self.frames += self.plan.tasks[index].n_frames
+        if self.reporter is not None:
+            self.reporter.update(self._state())
+
+    def end(self) -> None:
+        if self.reporter is not None:
+            self.reporter.end(self._state())
+
+
+def run(
+    executor: JobExecutor,
+    dataset: DataSet,
+    udfs: Sequence[UDF],
+    roi: Any = None,
+    progress: Any = False,
+    plots: Any = None,
+    plot_class: type[Live2DPlot] | None = None,
+    split_every: int = 8,
+) -> tuple[tuple[UDFResultDict, ...], list[Live2DPlot]]:
+    """Run ``udfs`` over ``dataset``; the results and the plots made."""
+    plan = make_plan(dataset, udfs, roi)
+    tracker = _Progress(progress, plan)
+    live = _make_live(plots, plot_class, plan)
+    graph, dsk = _graph_dict(plan, executor, split_every, with_results=True)
+    context = _context(plan)
+    if tracker.reporter is None and not live:
+        collected = executor.get(dsk, graph.final_key)
+        return wrap(collected, context, None, _udf_attrs(plan)), []
+    fold = _ClientFold(plan.spec) if live else None
+    tracker.start()
+    try:
+        for event in executor.stream(
+            dsk, graph.partition_keys, graph.final_key, want_data=fold is not None
+        ):
+            if event[0] == "partition":
+                tracker.partition(event[1])
+                if fold is not None:
+                    fold.add(event[2])
+                    partial = _results(plan, fold.accs, fold.damage, copy=False)
+                    for i, plot in live:
+                        plot.new_data(partial, i)
+            else:
+                collected = event[1]
+    finally:
+        tracker.end()
+    results = wrap(collected, context, None, _udf_attrs(plan))
+    final = UDFResults(
+        results, BufferResult("damage", _DAMAGE, np.ones(plan.spec.n_frames, bool), context)
+    )
+    for i, plot in live:
+        plot.new_data(final, i, force=True)
+    return results, [p for _, p in live]
+
+
+def _make_live(plots: Any, plot_class: Any, plan: RunPlan) -> list[tuple[int, Live2DPlot]]:
+    if plots is None or plots is False:
+        return []
+    if plot_class is None:
+        from dataflow.plot import MPLLive2DPlot
+
+        plot_class = MPLLive2DPlot
+    return make_plots(
+        plots, plot_class, plan.dataset, plan.spec.udfs, plan.user_udfs, plan.spec.roi
+    )
+
+
+def run_iter(
+    executor: JobExecutor,
+    dataset: DataSet,
+    udfs: Sequence[UDF],
+    roi: Any = None,
+    progress: Any = False,
+    plots: Any = None,
+    plot_class: type[Live2DPlot] | None = None,
+    split_every: int = 8,
+) -> Iterator[UDFResults]:
+    """Yield partial results as partitions finish; the last one is complete.
+
+    Inspection happens when this is called, so bad input raises at once; the data is
+    read when the returned generator is iterated.
+    """
+    plan = make_plan(dataset, udfs, roi)
+    tracker = _Progress(progress, plan)
+    live = _make_live(plots, plot_class, plan)
+    graph, dsk = _graph_dict(plan, executor, split_every, with_results=False)
+    return _iterate(executor, plan, graph, dsk, tracker, live)
+
+
+def _iterate(
+    executor: JobExecutor,
+    plan: RunPlan,
+    graph: Any,
+    dsk: dict,
+    tracker: _Progress,
+    live: list[tuple[int, Live2DPlot]],
+) -> Iterator[UDFResults]:
+    fold = _ClientFold(plan.spec)
+    n_tasks = len(plan.tasks)
+    seen = 0
+    tracker.start()
+    try:
+        stream = executor.stream(dsk, graph.partition_keys, graph.final_key, want_data=True)
+        for event in stream:
+            if event[0] == "partition":
+                seen += 1
+                tracker.partition(event[1])
+                if seen == n_tasks:
+                    continue  # the complete result comes from the finishing task
+                fold.add(event[2])
+                partial = _results(plan, fold.accs, fold.damage, copy=True)
+                for i, plot in live:
+                    plot.new_data(partial, i)
+                yield partial
+            else:
+                final = _results(plan, event[1], np.ones(plan.spec.n_frames, bool), copy=False)
+                for i, plot in live:
+                    plot.new_data(final, i, force=True)
+                yield final
+    except GeneratorExit:
+        raise
+    except BaseException as e:
+        if type(e).__name__ in ("_Cancelled", "CancelledError"):
+            raise UDFRunCancelled(f"UDF run cancelled after {seen} partitions") from e
+        raise
+    finally:
+        tracker.end()
