@@ -149,26 +149,29 @@ def build_graph(
 
     # the merge tree, down to at most split_every items for the finishing task
     level: list[Any] = parts if any(not u.concat_nav and u.tree for u in uplans) else []
-    level_layer = part_name
     merge_keys: list[Any] = []
     depth = 0
     merge_name = f"{label}-merge-{token}"
+    level_layers = {part_name}
     while len(level) > split_every:
         name = f"{merge_name}-{depth}"
-        nodes = {
-            (merge_name, depth, j // split_every): (
-                merge_node,
-                spec_key,
-                level[j : j + split_every],
-            )
-            for j in range(0, len(level), split_every)
-        }
-        layer(name, nodes, {spec_key, level_layer})
+        nodes: dict[Any, Any] = {}
+        next_level = []
+        for j in range(0, len(level), split_every):
+            group = level[j : j + split_every]
+            if len(group) == 1:  # a lone last item moves up unmerged
+                next_level.append(group[0])
+                continue
+            key = (merge_name, depth, j // split_every)
+            nodes[key] = (merge_node, spec_key, group)
+            next_level.append(key)
+        layer(name, nodes, {spec_key, *level_layers})
         merge_keys.extend(nodes)
-        level, level_layer = list(nodes), name
+        level = next_level
+        level_layers = level_layers | {name}
         depth += 1
     if level:
-        final_deps.add(level_layer)
+        final_deps |= level_layers
 
     chain: Any = None
     if parts and any(not u.concat_nav and not u.tree for u in uplans):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
 import numpy as np
 from dask.base import tokenize
 
@@ -98,6 +99,24 @@ class RunSpec:
             input_dtype=uplan.input_dtype,
             roi=self.roi,
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Always cloudpickle: the UDF classes may live in a module the workers cannot
+        # import (a notebook, a test module); cloudpickle sends those by value.
+        # dask.distributed would otherwise use plain pickle, which sends them by name.
+        fields = (
+            self.udfs,
+            self.dataset_shape,
+            self.dataset_dtype,
+            self.roi,
+            self.n_frames,
+            self.tasks,
+        )
+        return (_load_spec, (cloudpickle.dumps(fields),))
+
+
+def _load_spec(payload: bytes) -> RunSpec:
+    return RunSpec(*cloudpickle.loads(payload))
 
 
 @dataclass(frozen=True)

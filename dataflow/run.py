@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -81,20 +82,38 @@ def _snapshot(spec: RunSpec, accs: Sequence[Accumulator]) -> list[Accumulator]:
     return out
 
 
-def _results(
-    plan: RunPlan, accs: Sequence[Accumulator], damage: np.ndarray, copy: bool
-) -> UDFResults:
-    spec = plan.spec
-    context = _context(plan)
-    state = {"accs": accs}
+class _LazyBuffers:
+    """The buffers of one (partial) result: ``get_results`` runs on first access.
 
-    def buffers() -> tuple[UDFResultDict, ...]:
-        use = _snapshot(spec, state["accs"]) if copy else state["accs"]
-        collected = [collect_results(spec, u, a) for u, a in zip(spec.udfs, use, strict=True)]
-        valid = damage if not damage.all() else None
-        return wrap(collected, context, valid, _udf_attrs(plan))
+    While ``live``, ``accs`` are the client's accumulators, which later merges change;
+    :meth:`freeze` copies them first, so every partial result stays consistent with
+    its damage even when read after the generator has moved on.
+    """
 
-    damage_res = BufferResult("damage", _DAMAGE, damage.copy(), context)
+    def __init__(
+        self, plan: RunPlan, accs: Sequence[Accumulator], damage: np.ndarray, live: bool
+    ) -> None:
+        self.plan = plan
+        self.accs = accs
+        self.damage = damage
+        self.live = live
+
+    def freeze(self) -> None:
+        if self.live:
+            self.accs = _snapshot(self.plan.spec, self.accs)
+            self.live = False
+
+    def __call__(self) -> tuple[UDFResultDict, ...]:
+        self.freeze()
+        spec = self.plan.spec
+        pairs = zip(spec.udfs, self.accs, strict=True)
+        collected = [collect_results(spec, u, a) for u, a in pairs]
+        valid = self.damage if not self.damage.all() else None
+        return wrap(collected, _context(self.plan), valid, _udf_attrs(self.plan))
+
+
+def _results(plan: RunPlan, buffers: Any, damage: np.ndarray) -> UDFResults:
+    damage_res = BufferResult("damage", _DAMAGE, damage, _context(plan))
     return UDFResults(buffers, damage_res)
 
 
@@ -103,8 +122,9 @@ def _graph_dict(
 ) -> tuple[Any, dict]:
     graph = build_graph(plan, split_every=split_every, with_results=with_results)
     if getattr(executor, "debug", False):
-        # what any other scheduler would do: the spec must survive pickling
-        cloudpickle.loads(cloudpickle.dumps(plan.spec))
+        # what any other scheduler does: the spec must pickle. (Not loaded back here:
+        # loading a class pickled by value in the same process resets its methods.)
+        cloudpickle.dumps(plan.spec)
     return graph, dict(graph.graph)
 
 
@@ -170,7 +190,9 @@ def run(
                 tracker.partition(event[1])
                 if fold is not None:
                     fold.add(event[2])
-                    partial = _results(plan, fold.accs, fold.damage, copy=False)
+                    damage = fold.damage.copy()
+                    lazy = _LazyBuffers(plan, fold.accs, damage, live=False)
+                    partial = _results(plan, lazy, damage)
                     for i, plot in live:
                         plot.new_data(partial, i)
             else:
@@ -220,6 +242,10 @@ def run_iter(
     return _iterate(executor, plan, graph, dsk, tracker, live)
 
 
+def _dead() -> None:
+    return None
+
+
 def _iterate(
     executor: JobExecutor,
     plan: RunPlan,
@@ -229,6 +255,7 @@ def _iterate(
     live: list[tuple[int, Live2DPlot]],
 ) -> Iterator[UDFResults]:
     fold = _ClientFold(plan.spec)
+    last: Any = _dead
     n_tasks = len(plan.tasks)
     seen = 0
     tracker.start()
@@ -240,13 +267,20 @@ def _iterate(
                 tracker.partition(event[1])
                 if seen == n_tasks:
                     continue  # the complete result comes from the finishing task
+                previous = last()
+                if previous is not None:
+                    previous.freeze()
                 fold.add(event[2])
-                partial = _results(plan, fold.accs, fold.damage, copy=True)
+                damage = fold.damage.copy()
+                lazy = _LazyBuffers(plan, fold.accs, damage, live=True)
+                last = weakref.ref(lazy)
+                partial = _results(plan, lazy, damage)
                 for i, plot in live:
                     plot.new_data(partial, i)
                 yield partial
             else:
-                final = _results(plan, event[1], np.ones(plan.spec.n_frames, bool), copy=False)
+                done = np.ones(plan.spec.n_frames, bool)
+                final = _results(plan, _LazyBuffers(plan, event[1], done, live=False), done)
                 for i, plot in live:
                     plot.new_data(final, i, force=True)
                 yield final

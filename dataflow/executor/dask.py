@@ -52,7 +52,7 @@ def client_stream(
     index = {f.key: i for i, f in enumerate(parts)}
     done = False
     try:
-        for fut in distributed.as_completed(parts):
+        for fut in distributed.as_completed(parts, loop=client.loop):
             if fut.status == "error" or want_data:
                 value = fut.result()
             else:
