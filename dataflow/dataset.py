@@ -35,6 +35,7 @@ __all__ = [
     "DataSet",
     "MemoryAdapter",
     "Partition",
+    "check_sig_dims",
     "default_dims",
     "plan_partitions",
 ]
@@ -271,13 +272,39 @@ class DataSet:
 # in-engine sources ---------------------------------------------------------------------
 
 
-def _check_sig_dims(sig_dims: Any, ndim: int) -> int:
+def check_sig_dims(sig_dims: Any, shape: Sequence[int], source: str = "the data") -> int:
+    """Validate ``sig_dims`` for data of ``shape``: at least one navigation dimension.
+
+    Parameters
+    ----------
+    sig_dims
+        Number of trailing signal dimensions.
+    shape
+        Shape of the data.
+    source
+        How to name the data in messages, e.g. a file path.
+
+    Examples
+    --------
+    >>> check_sig_dims(2, (4, 4, 8, 8))
+    2
+    >>> check_sig_dims(4, (4, 4, 8, 8))
+    Traceback (most recent call last):
+    ...
+    ValueError: sig_dims is 4; the data has shape (4, 4, 8, 8) (4 dimensions), so sig_dims must be from 1 to 3
+    """
+    shape = tuple(shape)
+    ndim = len(shape)
     if isinstance(sig_dims, bool) or not isinstance(sig_dims, (int, np.integer)):
         raise TypeError(f"sig_dims is {sig_dims!r}; expected an integer from 1 to {ndim - 1}")
+    if ndim < 2:
+        raise DataSetException(
+            f"{source} has shape {shape}; expected at least 2 dimensions (navigation + signal)"
+        )
     if not 1 <= sig_dims <= ndim - 1:
         raise ValueError(
-            f"sig_dims is {sig_dims!r}; the data has {ndim} dimensions, so sig_dims must be "
-            f"from 1 to {ndim - 1} (at least one navigation dimension)"
+            f"sig_dims is {sig_dims!r}; {source} has shape {shape} ({ndim} dimensions), so "
+            f"sig_dims must be from 1 to {ndim - 1}"
         )
     return int(sig_dims)
 
@@ -310,11 +337,7 @@ class MemoryAdapter:
                     f"data is a {type(data).__name__}; use ctx.load('dask', array, sig_dims=...)"
                 )
             data = np.asarray(data)
-        if data.ndim < 2:
-            raise DataSetException(
-                f"data has shape {data.shape}; expected at least 2 dimensions (nav + sig)"
-            )
-        sig_dims = _check_sig_dims(2 if sig_dims is None else sig_dims, data.ndim)
+        sig_dims = check_sig_dims(2 if sig_dims is None else sig_dims, data.shape)
         if not data.flags.c_contiguous:
             warnings.warn(
                 f"data is not C-contiguous; dataflow made a contiguous copy "
@@ -385,7 +408,7 @@ class DaskAdapter:
             raise DataSetException(
                 "the array has unknown chunk sizes; call .compute_chunk_sizes() first"
             )
-        sig_dims = _check_sig_dims(2 if sig_dims is None else sig_dims, dask_array.ndim)
+        sig_dims = check_sig_dims(2 if sig_dims is None else sig_dims, dask_array.shape)
         nav_shape = dask_array.shape[:-sig_dims]
         sig_shape = dask_array.shape[-sig_dims:]
         n_frames = math.prod(nav_shape)
