@@ -1,0 +1,263 @@
+"""Tests of the ``npy`` adapter (``adapters/npy.py``)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+
+import cloudpickle
+import dask
+import numpy as np
+import pytest
+
+import dataflow
+from dataflow.adapters.npy import NPYAdapter, read_header
+from dataflow.errors import DataSetException
+from dataflow.udf.sum import SumUDF
+from dataflow.udf.sumsigudf import SumSigUDF
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    with dataflow.Context.make_with("inline") as c:
+        yield c
+
+
+def _data(dtype, shape=(6, 7, 8, 9), seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        return rng.random(shape).astype(dtype)
+    return rng.integers(0, 1000, size=shape).astype(dtype)
+
+
+@pytest.fixture
+def npy_file(tmp_path):
+    data = _data("float32")
+    path = tmp_path / "scan.npy"
+    np.save(path, data)
+    return path, data
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+@pytest.mark.parametrize("num_partitions", [1, 3, 7])
+def test_same_results_as_memory(ctx, tmp_path, dtype, num_partitions):
+    data = _data(dtype)
+    path = tmp_path / "scan.npy"
+    np.save(path, data)
+    ds = ctx.load("npy", path=path, num_partitions=num_partitions)
+    mem = ctx.load("memory", data=data, num_partitions=num_partitions)
+    got = ctx.run_udf(dataset=ds, udf=[SumUDF(), SumSigUDF()])
+    want = ctx.run_udf(dataset=mem, udf=[SumUDF(), SumSigUDF()])
+    for g, w in zip(got, want, strict=True):
+        assert g["intensity"].data.dtype == w["intensity"].data.dtype
+        np.testing.assert_allclose(g["intensity"].data, w["intensity"].data, rtol=1e-5)
+    ref = data.astype(np.float64)
+    np.testing.assert_allclose(got[0]["intensity"].data, ref.sum(axis=(0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(got[1]["intensity"].data, ref.sum(axis=(2, 3)), rtol=1e-5)
+    if dtype == "uint16":  # integer sums below 2**24 are exact in float32
+        np.testing.assert_array_equal(got[0]["intensity"].data, ref.sum(axis=(0, 1)))
+
+
+@pytest.mark.parametrize("num_partitions", [1, 3, 7, 42])
+def test_partitions(ctx, npy_file, num_partitions):
+    path, data = npy_file
+    ds = ctx.load("npy", path=path, num_partitions=num_partitions)
+    assert ds.get_num_partitions() == num_partitions
+    parts = ds.get_partitions()
+    assert parts[0].start == 0
+    assert parts[-1].stop == 42
+    assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
+    assert ds.partition_array.chunks[0] == tuple(p.n_frames for p in parts)
+    assert ds.partition_array.numblocks[0] == num_partitions
+    flat = data.reshape((42, 8, 9))
+    for p in parts:  # each block alone: block_info gives its own frame range
+        np.testing.assert_array_equal(ds.partition_array.blocks[p.index].compute(), flat[p.slice])
+
+
+def test_whole_array_and_metadata(ctx, npy_file):
+    path, data = npy_file
+    ds = ctx.load("npy", path=path, num_partitions=3)
+    assert tuple(ds.shape) == data.shape
+    assert ds.dtype == data.dtype
+    assert ds.dims == ("scan_y", "scan_x", "det_y", "det_x")
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), data)
+
+
+def test_min_partitions_and_partition_bytes(ctx, npy_file):
+    path, _ = npy_file
+    assert NPYAdapter.open(path).get_num_partitions() == 1
+    assert NPYAdapter.open(path, min_partitions=4).get_num_partitions() == 4
+    frame_bytes = 8 * 9 * 4
+    ds = NPYAdapter.open(path, partition_bytes=7 * frame_bytes)
+    assert ds.get_num_partitions() == 6
+    assert {p.n_frames for p in ds.partitions} == {7}  # whole scan rows
+
+
+def test_blocks_are_in_memory_copies(npy_file):
+    path, _ = npy_file
+    ds = NPYAdapter.open(path, num_partitions=2)
+    block = ds.partition_array.blocks[1].compute(scheduler="sync")
+    assert type(block) is np.ndarray
+    assert block.flags.writeable
+    assert block.flags.owndata or type(block.base) is np.ndarray
+
+
+def test_open_reads_no_data(monkeypatch, npy_file):
+    path, _ = npy_file
+    calls = []
+    monkeypatch.setattr(np, "fromfile", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(np, "load", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(np, "memmap", lambda *a, **k: calls.append(a))
+    NPYAdapter.open(path, num_partitions=3)
+    assert calls == []
+
+
+def test_graph_pickles_small(tmp_path):
+    data = np.zeros((16, 16, 64, 64), dtype="float32")  # 4 MiB
+    path = tmp_path / "big.npy"
+    np.save(path, data)
+    ds = NPYAdapter.open(path, num_partitions=8)
+    size = len(cloudpickle.dumps(ds.partition_array.__dask_graph__()))
+    assert size < 10_000, size
+    again = pickle.loads(cloudpickle.dumps(ds.partition_array))
+    np.testing.assert_array_equal(again.compute(scheduler="sync"), data.reshape((256, 64, 64)))
+
+
+@pytest.mark.parametrize(("sig_dims", "nav", "sig"), [(1, (6, 7, 8), (9,)), (3, (6,), (7, 8, 9))])
+def test_sig_dims(ctx, npy_file, sig_dims, nav, sig):
+    path, data = npy_file
+    ds = ctx.load("npy", path=path, sig_dims=sig_dims, num_partitions=2)
+    assert tuple(ds.shape.nav) == nav
+    assert tuple(ds.shape.sig) == sig
+    res = ctx.run_udf(dataset=ds, udf=SumSigUDF())
+    axes = tuple(range(len(nav), data.ndim))
+    np.testing.assert_allclose(res["intensity"].data, data.sum(axis=axes), rtol=1e-5)
+
+
+@pytest.mark.parametrize("sig_dims", [0, 4, "2"])
+def test_bad_sig_dims(npy_file, sig_dims):
+    path, _ = npy_file
+    with pytest.raises((ValueError, TypeError), match="sig_dims"):
+        NPYAdapter.open(path, sig_dims=sig_dims)
+
+
+def test_dims(ctx, npy_file):
+    path, _ = npy_file
+    ds = ctx.load("npy", path=path, dims=("y", "x", "ky", "kx"))
+    assert ds.dims == ("y", "x", "ky", "kx")
+    with pytest.raises(DataSetException, match="dims has 2 names"):
+        ctx.load("npy", path=path, dims=("y", "x"))
+
+
+def test_read_header(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros((2, 3), dtype=">u2"))
+    shape, dtype, fortran, offset = read_header(path)
+    assert (shape, dtype, fortran) == ((2, 3), np.dtype(">u2"), False)
+    assert offset == path.stat().st_size - 12
+
+
+def test_big_endian_and_version_2(ctx, tmp_path):
+    data = _data(">f4", shape=(3, 4, 5, 6))
+    path = tmp_path / "be.npy"
+    with path.open("wb") as f:
+        np.lib.format.write_array(f, data, version=(2, 0))
+    ds = ctx.load("npy", path=path, num_partitions=3)
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), data)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match=r"does-not-exist\.npy"):
+        NPYAdapter.open("/nonexistent/dir/does-not-exist.npy")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(IsADirectoryError, match="directory"):
+        NPYAdapter.open(tmp_path)
+
+
+@pytest.mark.parametrize("path", [None, 3, ["a.npy"]])
+def test_path_type(path):
+    with pytest.raises(TypeError, match="path"):
+        NPYAdapter.open(path)
+
+
+def test_not_npy(tmp_path):
+    path = tmp_path / "junk.npy"
+    path.write_bytes(b"this is not a numpy file at all" * 10)
+    with pytest.raises(DataSetException, match=r"is not a \.npy file"):
+        NPYAdapter.open(path)
+
+
+def test_unsupported_version(tmp_path):
+    path = tmp_path / "v3.npy"
+    with path.open("wb") as f:
+        np.lib.format.write_array(f, np.zeros((2, 2, 2)), version=(3, 0))
+    with pytest.raises(DataSetException, match=r"version 3\.0"):
+        NPYAdapter.open(path)
+
+
+@pytest.mark.parametrize("extra", [-8, 8])
+def test_size_mismatch(tmp_path, extra):
+    path = tmp_path / "bad.npy"
+    np.save(path, np.zeros((4, 4, 4, 4), dtype="float32"))
+    raw = path.read_bytes()
+    expected = len(raw)
+    path.write_bytes(raw[:extra] if extra < 0 else raw + b"\0" * extra)
+    with pytest.raises(DataSetException) as info:
+        NPYAdapter.open(path)
+    msg = str(info.value)
+    assert f"has {expected + extra} bytes" in msg
+    assert f"expects {expected} bytes" in msg
+
+
+def test_fortran_order(tmp_path):
+    path = tmp_path / "f.npy"
+    np.save(path, np.asfortranarray(np.zeros((4, 4, 4, 4))))
+    with pytest.raises(DataSetException, match="Fortran order"):
+        NPYAdapter.open(path)
+
+
+def test_object_dtype(tmp_path):
+    data = np.empty((2, 3, 4), dtype=object)
+    data[...] = 7
+    path = tmp_path / "obj.npy"
+    np.save(path, data, allow_pickle=True)
+    with pytest.raises(DataSetException, match="allow_pickle=True"):
+        NPYAdapter.open(path)
+    ds = NPYAdapter.open(path, allow_pickle=True, sig_dims=1, num_partitions=2)
+    assert ds.dtype == object
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), data)
+
+
+def test_too_few_dimensions(tmp_path):
+    path = tmp_path / "one.npy"
+    np.save(path, np.zeros(5))
+    with pytest.raises(DataSetException, match="at least 2 dimensions"):
+        NPYAdapter.open(path)
+
+
+def test_token_follows_file(tmp_path):
+    path = tmp_path / "t.npy"
+    np.save(path, np.zeros((2, 2, 3, 3)))
+    a, b = NPYAdapter.open(path), NPYAdapter.open(path)
+    assert dask.base.tokenize(a) == dask.base.tokenize(b)
+    assert a.partition_array.name == b.partition_array.name
+    np.save(path, np.ones((2, 2, 3, 3)))
+    mtime = path.stat().st_mtime_ns + 10**9  # coarse clocks: make the change visible
+    os.utime(path, ns=(mtime, mtime))
+    c = NPYAdapter.open(path)
+    assert dask.base.tokenize(c) != dask.base.tokenize(a)
+    assert c.partition_array.name != a.partition_array.name
+    assert NPYAdapter.open(path, num_partitions=2).partition_array.name != c.partition_array.name
+
+
+def test_guess_and_auto(ctx, npy_file):
+    path, data = npy_file
+    assert NPYAdapter.guess_can_open(path)
+    assert NPYAdapter.guess_can_open("X.NPY")
+    assert not NPYAdapter.guess_can_open("x.zarr")
+    assert not NPYAdapter.guess_can_open(None)
+    ds = ctx.load("auto", path=path)
+    assert tuple(ds.shape) == data.shape
