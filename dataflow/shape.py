@@ -8,9 +8,7 @@ knows how many trailing dimensions belong to the signal.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, SupportsIndex
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Any, Self, SupportsIndex
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
