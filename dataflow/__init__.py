@@ -8,6 +8,34 @@
 np.float32(16.0)
 """
 
+import importlib.util as _util
+import sys as _sys
+from pathlib import Path as _Path
+
+
+def _adapters_from_source_tree() -> None:
+    """In a source checkout, make ``adapters/`` importable as ``dataflow.adapters``.
+
+    Installed, the folder *is* ``dataflow.adapters``. Run from the root of a checkout
+    (``python -m dataflow scan.npy``), Python imports the ``dataflow/`` folder there,
+    which has no ``adapters`` inside; point the name at the sibling folder instead.
+    """
+    here = _Path(__file__).resolve().parent
+    source = here.parent / "adapters" / "__init__.py"
+    if (here / "adapters").exists() or not source.is_file() or "dataflow.adapters" in _sys.modules:
+        return
+    spec = _util.spec_from_file_location(
+        "dataflow.adapters", source, submodule_search_locations=[str(source.parent)]
+    )
+    if spec is None or spec.loader is None:
+        return
+    module = _util.module_from_spec(spec)
+    _sys.modules["dataflow.adapters"] = module
+    spec.loader.exec_module(module)
+
+
+_adapters_from_source_tree()
+
 from dataflow.api import Context
 from dataflow.buffers import BufferWrapper
 from dataflow.dataset import DataSet, Partition
