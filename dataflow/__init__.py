@@ -32,6 +32,7 @@ def _adapters_from_source_tree() -> None:
     module = _util.module_from_spec(spec)
     _sys.modules["dataflow.adapters"] = module
     spec.loader.exec_module(module)
+    globals()["adapters"] = module  # what the import system does for a subpackage
 
 
 _adapters_from_source_tree()

@@ -8,6 +8,7 @@ processed or merged, and in result objects afterwards. ``self.results.<name>`` o
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 __all__ = [
+    "ArrayWithMask",
+    "AuxBufferWrapper",
     "BufferKind",
     "BufferUse",
     "BufferWrapper",
@@ -110,6 +113,92 @@ class BufferWrapper:
         if self.kind == "sig":
             return (*sig_shape, *self.extra_shape)
         return self.extra_shape or (1,)
+
+
+class AuxBufferWrapper:
+    """Per-frame input data for a UDF, made with ``UDF.aux_data`` and passed as a parameter.
+
+    Inside a run, ``self.params.<name>`` is the slice for the current frame, tile or
+    partition (ROI applied), as for a ``kind="nav"`` result buffer. ``kind="sig"``
+    data is passed whole.
+
+    Parameters
+    ----------
+    kind
+        ``"nav"`` (one entry per frame) or ``"sig"`` (one frame-shaped array).
+    extra_shape
+        Shape of each frame's entry.
+    dtype
+        The dtype of ``data``.
+    data
+        The values: ``(n_frames, *extra_shape)`` after flattening the navigation axes.
+    """
+
+    def __init__(self, kind: BufferKind, extra_shape: Any, dtype: Any, data: Any) -> None:
+        if kind not in ("nav", "sig"):
+            raise ValueError(f"aux data kind is {kind!r}; expected 'nav' or 'sig'")
+        self.kind = kind
+        self.extra_shape = _normalize_extra_shape(extra_shape)
+        self.dtype = _normalize_dtype(dtype)
+        arr = np.asarray(data)
+        if arr.dtype != self.dtype:
+            raise TypeError(
+                f"aux data has dtype {arr.dtype}; it was declared with dtype {self.dtype}. "
+                "Convert it, e.g. data.astype(dtype)"
+            )
+        if kind == "nav":
+            per_frame = math.prod(self.extra_shape)
+            if per_frame and arr.size % per_frame:
+                raise ValueError(
+                    f"aux data of shape {arr.shape} does not split into entries of extra_shape "
+                    f"{self.extra_shape}"
+                )
+            arr = arr.reshape((-1, *self.extra_shape))
+        self._data = arr
+
+    @property
+    def raw_data(self) -> np.ndarray:
+        """All values, navigation flattened."""
+        return self._data
+
+    def for_frames(self, indices: np.ndarray | None) -> np.ndarray:
+        """The values of the frames at flat ``indices`` (all frames for None)."""
+        if self.kind != "nav" or indices is None:
+            return self._data
+        return self._data[indices]
+
+    def __repr__(self) -> str:
+        return (
+            f"AuxBufferWrapper(kind={self.kind!r}, extra_shape={self.extra_shape}, "
+            f"dtype={self.dtype}, entries={len(self._data)})"
+        )
+
+
+class ArrayWithMask:
+    """A ``get_results`` value with its own valid mask (made with ``UDF.with_mask``).
+
+    ``mask`` is boolean and broadcastable to ``data``; ``True``/``False`` mean all valid
+    or all invalid.
+    """
+
+    def __init__(self, data: Any, mask: Any) -> None:
+        self.data = np.asarray(data)
+        if mask is True or mask is False:
+            mask = np.full(self.data.shape, mask, dtype=bool)
+        mask = np.asarray(mask)
+        if mask.dtype != bool:
+            from dataflow.errors import InvalidMaskError
+
+            raise InvalidMaskError(f"the valid mask has dtype {mask.dtype}; expected bool")
+        try:
+            self.mask = np.broadcast_to(mask, self.data.shape)
+        except ValueError:
+            from dataflow.errors import InvalidMaskError
+
+            raise InvalidMaskError(
+                f"the valid mask has shape {mask.shape}, which does not broadcast to the "
+                f"data's shape {self.data.shape}"
+            ) from None
 
 
 def buffer_shape(decl: BufferWrapper, n_frames: int, sig_shape: tuple[int, ...]) -> tuple[int, ...]:

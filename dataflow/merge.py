@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.buffers import BufferWrapper, UDFData, allocate
+from dataflow.buffers import ArrayWithMask, BufferWrapper, UDFData, allocate
 from dataflow.errors import UDFException
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ __all__ = [
     "Accumulator",
     "MergeItem",
     "chain_step",
+    "client_udf",
     "collect_results",
     "finish",
     "fresh_accumulator",
@@ -80,11 +81,15 @@ def _is_tree(uplan: UDFPlan) -> bool:
     return not uplan.concat_nav and uplan.tree
 
 
-def _client_udf(spec: RunSpec, uplan: UDFPlan, arrays: Mapping[str, Any]) -> UDF:
-    """A clean copy with client-side metadata and ``results`` bound to ``arrays``."""
+def client_udf(spec: RunSpec, uplan: UDFPlan, arrays: Mapping[str, Any]) -> UDF:
+    """A clean copy with client-side metadata and ``results`` bound to ``arrays``.
+
+    Aux parameters show the ROI-selected frames, like the nav buffers of ``arrays``.
+    """
     udf = uplan.udf.copy()
     udf.meta = spec.main_meta(uplan)
     udf.results = UDFData(arrays, uplan.buffers)
+    udf.params._df_set_aux_frames(spec.roi_index)
     udf.task_data = None
     return udf
 
@@ -115,7 +120,7 @@ def _scratch_nav(spec: RunSpec, uplan: UDFPlan, n_frames: int) -> dict[str, np.n
     """Nav buffers for ``n_frames`` frames as the accumulator has them: zeros, then preprocess."""
     arrays = allocate(uplan.buffers, n_frames, spec.sig_shape)
     if uplan.has_preprocess:
-        _client_udf(spec, uplan, arrays).preprocess()
+        client_udf(spec, uplan, arrays).preprocess()
     return {k: arrays[k] for k in uplan.nav_names}
 
 
@@ -141,7 +146,7 @@ def merge_node(spec: RunSpec, children: Sequence[PartitionResult | MergeItem]) -
             src_ns = {**src.buffers[k], **src_nav}
             udf = udfs.get(k)
             if udf is None:
-                udf = udfs[k] = _client_udf(spec, uplan, dest_ns)
+                udf = udfs[k] = client_udf(spec, uplan, dest_ns)
             merged = np.zeros(spec.n_frames, dtype=bool)
             merged[dest.offset : dest.offset + dest.n_frames] = True
             udf.meta._valid_nav_mask = merged
@@ -157,7 +162,7 @@ def merge_node(spec: RunSpec, children: Sequence[PartitionResult | MergeItem]) -
 def fresh_accumulator(spec: RunSpec, uplan: UDFPlan) -> Accumulator:
     """Full-size zero buffers, then ``preprocess``: LiberTEM's main-node accumulator."""
     arrays = allocate(uplan.buffers, spec.n_frames, spec.sig_shape)
-    udf = _client_udf(spec, uplan, arrays)
+    udf = client_udf(spec, uplan, arrays)
     if uplan.has_preprocess:
         udf.preprocess()
     return Accumulator(udf, arrays, np.zeros(spec.n_frames, dtype=bool))
@@ -203,7 +208,7 @@ def chain_step(
             acc = fresh_accumulator(spec, uplan)
         else:
             arrays = {name: _copy(v) for name, v in prev.arrays.items()}
-            acc = Accumulator(_client_udf(spec, uplan, arrays), arrays, prev.merged.copy())
+            acc = Accumulator(client_udf(spec, uplan, arrays), arrays, prev.merged.copy())
         merge_into(spec, uplan, acc, part.offset, part.n_frames, part.buffers[k])
         out.append(acc)
     return out
@@ -242,7 +247,7 @@ def finish(
                 name: _joined([blk[k][name] for blk in nav_blocks]) for name in uplan.nav_names
             }
             acc = Accumulator(
-                _client_udf(spec, uplan, arrays), arrays, np.ones(spec.n_frames, dtype=bool)
+                client_udf(spec, uplan, arrays), arrays, np.ones(spec.n_frames, dtype=bool)
             )
         elif not uplan.concat_nav and not uplan.tree and chain is not None:
             acc = chain[k]
@@ -256,11 +261,12 @@ def finish(
 
 def collect_results(
     spec: RunSpec, uplan: UDFPlan, acc: Accumulator
-) -> dict[str, tuple[BufferWrapper, np.ndarray]]:
+) -> dict[str, tuple[BufferWrapper, np.ndarray, np.ndarray | None]]:
     """Call ``get_results`` on the accumulator and check what it returns.
 
-    Returns buffer name -> (declaration, array in raw shape). Private buffers are
-    left out; buffers the UDF did not return (``use=None``) are added as they are.
+    Returns buffer name -> (declaration, array in raw shape, valid mask or None).
+    Private buffers are left out; buffers the UDF did not return (``use=None``) are
+    added as they are. A value made with ``UDF.with_mask`` brings its own valid mask.
 
     Raises
     ------
@@ -276,7 +282,7 @@ def collect_results(
         raise UDFException(
             f"{uplan.name}.get_results() returned a {type(returned).__name__}; expected a dict"
         )
-    out: dict[str, tuple[BufferWrapper, np.ndarray]] = {}
+    out: dict[str, tuple[BufferWrapper, np.ndarray, np.ndarray | None]] = {}
     for name, value in returned.items():
         decl = uplan.buffers.get(name)
         if decl is None:
@@ -289,17 +295,20 @@ def collect_results(
                 f"{uplan.name}.get_results() returned {name!r}, a private buffer; private "
                 "buffers are not results"
             )
+        mask = None
+        if isinstance(value, ArrayWithMask):
+            value, mask = value.data, value.mask
         arr = np.asarray(value)
         if arr.dtype.kind != decl.dtype.kind:
             raise UDFException(
                 f"{uplan.name}.get_results() returned {name!r} with dtype {arr.dtype}; the "
                 f"buffer is declared with dtype {decl.dtype} (kind {decl.dtype.kind!r})"
             )
-        out[name] = (decl, arr)
+        out[name] = (decl, arr, mask)
     for name, decl in uplan.buffers.items():
         if name in out or decl.use is not None:
             continue
-        out[name] = (decl, acc.arrays[name])
+        out[name] = (decl, acc.arrays[name], None)
     missing = [n for n, d in uplan.buffers.items() if d.use == "result_only" and n not in out]
     if missing:
         raise UDFException(

@@ -45,23 +45,33 @@ class PartitionResult:
 class _Runner:
     """One UDF inside one partition task."""
 
-    __slots__ = ("arrays", "dtype", "method", "nav", "ns", "udf", "uplan")
+    __slots__ = ("arrays", "dtype", "method", "nav", "udf", "uplan")
 
-    def __init__(self, uplan: UDFPlan, udf: UDF, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self, uplan: UDFPlan, udf: UDF, arrays: dict[str, np.ndarray], frame_indices: np.ndarray
+    ) -> None:
         self.uplan = uplan
         self.udf = udf
         self.arrays = arrays
-        self.ns = udf.results.__dict__ if udf.results is not None else {}
         self.method = uplan.method
         self.dtype = uplan.input_dtype
-        # (name, array, has extra_shape) of each nav buffer: their views move per unit
+        results = udf.results.__dict__
+        # (namespace, name, partition array, has extra_shape) of everything whose view
+        # moves with the unit: nav result buffers, and nav aux parameters
         self.nav = [
-            (name, arrays[name], bool(uplan.buffers[name].extra_shape)) for name in uplan.nav_names
+            (results, name, arrays[name], bool(uplan.buffers[name].extra_shape))
+            for name in uplan.nav_names
         ]
+        params = udf.params.__dict__
+        for name, aux in params["_df_aux"].items():
+            if aux.kind == "nav":
+                part = aux.for_frames(frame_indices)
+                params[name] = part
+                self.nav.append((params, name, part, bool(aux.extra_shape)))
 
     def set_whole(self) -> None:
-        for name, arr, _ in self.nav:
-            self.ns[name] = arr
+        for ns, name, arr, _ in self.nav:
+            ns[name] = arr
 
 
 def _tile_depth(spec: RunSpec, runners: list[_Runner], copies: bool) -> int:
@@ -124,7 +134,7 @@ def run_partition(spec: RunSpec, block: np.ndarray, index: int) -> PartitionResu
         for uplan in spec.udfs:
             stage = "get_task_data"
             udf, arrays = _make_udf(spec, uplan, task, frame_indices, cursor)
-            runner = _Runner(uplan, udf, arrays)
+            runner = _Runner(uplan, udf, arrays, frame_indices)
             runners.append(runner)
             if uplan.has_preprocess:
                 stage = "preprocess"
@@ -214,8 +224,7 @@ def _process_tiles(
             try:
                 if r.method is UDFMethod.TILE:
                     cursor.start, cursor.stop = a, b
-                    ns = r.ns
-                    for name, arr, _ in r.nav:
+                    for ns, name, arr, _ in r.nav:
                         ns[name] = arr[a:b]
                     r.udf.process_tile(data)
                 else:
@@ -227,11 +236,10 @@ def _process_tiles(
 
 def _frames(r: _Runner, tile: np.ndarray, a: int, cursor: _Cursor) -> None:
     """The per-frame loop: one nav view per buffer and frame, nothing else allocated."""
-    ns = r.ns
     process_frame = r.udf.process_frame
     nav = r.nav
-    if len(nav) == 1 and not nav[0][2]:  # the common case: one plain nav buffer
-        name, arr = nav[0][0], nav[0][1]
+    if len(nav) == 1 and not nav[0][3]:  # the common case: one plain nav buffer
+        ns, name, arr, _ = nav[0]
         for i, frame in enumerate(tile, a):
             cursor.start = i
             cursor.stop = i + 1
@@ -241,6 +249,6 @@ def _frames(r: _Runner, tile: np.ndarray, a: int, cursor: _Cursor) -> None:
     for i, frame in enumerate(tile, a):
         cursor.start = i
         cursor.stop = i + 1
-        for name, arr, extra in nav:
+        for ns, name, arr, extra in nav:
             ns[name] = arr[i] if extra else arr[i : i + 1]
         process_frame(frame)

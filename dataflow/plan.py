@@ -11,8 +11,7 @@ import keyword
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -54,12 +53,14 @@ class UDFPlan:
     tile_depth: float
     tile_bytes: float
 
-    @cached_property
-    def nav_names(self) -> tuple[str, ...]:
-        """Names of the allocated ``kind="nav"`` buffers."""
-        return tuple(
-            n for n, d in self.buffers.items() if d.kind == "nav" and d.use != "result_only"
-        )
+    #: names of the allocated ``kind="nav"`` buffers
+    nav_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # derived once, here: plans are read by several threads (a run's client side
+        # while its tasks are pickled), so nothing may be filled in lazily later
+        navs = (n for n, d in self.buffers.items() if d.kind == "nav" and d.use != "result_only")
+        object.__setattr__(self, "nav_names", tuple(navs))
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,15 @@ class RunSpec:
     n_frames: int
     tasks: tuple[PartitionTask, ...]
 
-    @cached_property
-    def sig_shape(self) -> tuple[int, ...]:
-        """Shape of one frame."""
-        return tuple(self.dataset_shape.sig)
+    #: shape of one frame
+    sig_shape: tuple[int, ...] = field(init=False)
+    #: flat indices of the ROI-selected frames, or None when all are selected
+    roi_index: np.ndarray | None = field(init=False)
+
+    def __post_init__(self) -> None:  # derived once, see UDFPlan.__post_init__
+        object.__setattr__(self, "sig_shape", tuple(self.dataset_shape.sig))
+        roi_index = None if self.roi is None else np.flatnonzero(self.roi)
+        object.__setattr__(self, "roi_index", roi_index)
 
     def main_meta(self, uplan: UDFPlan) -> UDFMeta:
         """The metadata a UDF sees on the client: no partition, no slice."""
@@ -217,6 +223,13 @@ def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None) -> UDFPlan:
         raise UDFException(
             f"{name}.get_preferred_input_dtype() returned {preferred!r}, not a dtype: {e}"
         ) from None
+    n_nav = dataset.shape.nav.size
+    for key, aux in udf.params.__dict__["_df_aux"].items():
+        if aux.kind == "nav" and len(aux.raw_data) != n_nav:
+            raise ValueError(
+                f"aux parameter {key!r} of {name} has {len(aux.raw_data)} entries; the "
+                f"navigation shape {tuple(dataset.shape.nav)} has {n_nav} frames"
+            )
     udf.meta = UDFMeta(
         dataset_shape=dataset.shape,
         dataset_dtype=dataset.dtype,

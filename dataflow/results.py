@@ -72,6 +72,7 @@ class BufferResult:
         raw: np.ndarray,
         context: ResultContext,
         valid: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
     ) -> None:
         self.name = name
         self._decl = decl
@@ -79,6 +80,8 @@ class BufferResult:
         self._ctx = context
         #: merged frames among the selected ones (nav buffers); None means all
         self._valid = valid
+        #: a valid mask in raw shape from ``UDF.with_mask``, or None
+        self._mask = mask
 
     # LiberTEM's BufferWrapper attributes ---------------------------------------------
 
@@ -143,6 +146,8 @@ class BufferResult:
         """Boolean, shaped like ``data``: True where the value is defined (merged, in the ROI)."""
         data = self.data
         nav = self._ctx.nav_shape
+        if self._mask is not None:
+            return self._embed_mask(self._mask)
         if self.kind != "nav" or data.shape[: len(nav)] != nav:
             return np.ones(data.shape, dtype=bool)
         flat = np.zeros(math.prod(nav), dtype=bool)
@@ -155,6 +160,16 @@ class BufferResult:
         mask = flat.reshape(nav)
         return np.broadcast_to(mask.reshape(nav + (1,) * len(self.extra_shape)), data.shape)
 
+    def _embed_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A raw-shaped mask in the shape of ``data`` (False outside the ROI)."""
+        if self.data is self._raw or mask.shape == self.data.shape:
+            return np.asarray(mask)
+        nav = self._ctx.nav_shape
+        full = np.zeros((math.prod(nav), *self._raw.shape[1:]), dtype=bool)
+        index = self._ctx.roi_index
+        full[slice(None) if index is None else index] = mask
+        return full.reshape(self.data.shape)
+
     @property
     def masked_data(self) -> np.ma.MaskedArray:
         """``data`` as a masked array, invalid positions masked."""
@@ -164,6 +179,8 @@ class BufferResult:
     def raw_masked_data(self) -> np.ma.MaskedArray:
         """``raw_data`` as a masked array (unmerged frames masked)."""
         raw = self._raw
+        if self._mask is not None:
+            return np.ma.array(raw, mask=~self._mask)
         if self.kind != "nav" or self._valid is None:
             return np.ma.array(raw, mask=np.zeros(raw.shape, dtype=bool))
         mask = np.broadcast_to((~self._valid).reshape((-1,) + (1,) * (raw.ndim - 1)), raw.shape)
@@ -274,8 +291,8 @@ def wrap(
         ctx = context if attrs is None else _with_attrs(context, attrs[k])
         out.append(
             UDFResultDict(
-                (name, BufferResult(name, decl, arr, ctx, valid))
-                for name, (decl, arr) in per_udf.items()
+                (name, BufferResult(name, decl, arr, ctx, valid, mask))
+                for name, (decl, arr, mask) in per_udf.items()
             )
         )
     return tuple(out)

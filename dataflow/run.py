@@ -18,10 +18,16 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 import numpy as np
 
-from dataflow.buffers import BufferWrapper, UDFData
+from dataflow.buffers import BufferWrapper
 from dataflow.errors import UDFRunCancelled
 from dataflow.graph import build_graph
-from dataflow.merge import Accumulator, collect_results, fresh_accumulator, merge_into
+from dataflow.merge import (
+    Accumulator,
+    client_udf,
+    collect_results,
+    fresh_accumulator,
+    merge_into,
+)
 from dataflow.plan import make_plan
 from dataflow.plot import make_plots
 from dataflow.progress import ProgressState, make_reporter
@@ -75,10 +81,7 @@ def _snapshot(spec: RunSpec, accs: Sequence[Accumulator]) -> list[Accumulator]:
     out = []
     for uplan, acc in zip(spec.udfs, accs, strict=True):
         arrays = {k: v.copy() for k, v in acc.arrays.items()}
-        udf = uplan.udf.copy()
-        udf.meta = spec.main_meta(uplan)
-        udf.results = UDFData(arrays, uplan.buffers)
-        out.append(Accumulator(udf, arrays, acc.merged.copy()))
+        out.append(Accumulator(client_udf(spec, uplan, arrays), arrays, acc.merged.copy()))
     return out
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
-from dataflow.buffers import BufferWrapper, UDFData, check_cast
+from dataflow.buffers import ArrayWithMask, AuxBufferWrapper, BufferWrapper, UDFData, check_cast
 from dataflow.errors import UDFException
 from dataflow.shape import Shape, Slice
 
@@ -127,8 +127,17 @@ class UDFKwargsWrapper:
     """
 
     def __init__(self, kwargs: Mapping[str, Any]) -> None:
-        self.__dict__["_df_kwargs"] = dict(kwargs)
-        self.__dict__.update(kwargs)
+        d = self.__dict__
+        d["_df_kwargs"] = dict(kwargs)
+        d["_df_aux"] = {k: v for k, v in kwargs.items() if isinstance(v, AuxBufferWrapper)}
+        d.update(kwargs)
+        for name, aux in d["_df_aux"].items():
+            d[name] = aux.raw_data
+
+    def _df_set_aux_frames(self, indices: np.ndarray | None) -> None:
+        """Show aux parameters for the frames at flat ``indices`` (None: all frames)."""
+        for name, aux in self.__dict__["_df_aux"].items():
+            self.__dict__[name] = aux.for_frames(indices)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -163,6 +172,10 @@ class UDFKwargsWrapper:
     def get(self, name: str, default: Any = None) -> Any:
         """The parameter ``name``, or ``default``."""
         return self.__dict__[name] if name in self else default
+
+    def get_buffer(self, name: str) -> AuxBufferWrapper:
+        """The aux data object behind parameter ``name``."""
+        return self.__dict__["_df_aux"][name]
 
     def keys(self) -> Iterable[str]:
         """Parameter names."""
@@ -433,6 +446,39 @@ class UDF:
     ) -> BufferWrapper:
         """Declare a buffer; see :class:`~dataflow.buffers.BufferWrapper`."""
         return BufferWrapper(kind=kind, extra_shape=extra_shape, dtype=dtype, where=where, use=use)
+
+    @classmethod
+    def aux_data(
+        cls, data: Any, kind: BufferKind, extra_shape: tuple[int, ...] = (), dtype: Any = "float32"
+    ) -> AuxBufferWrapper:
+        """Per-frame input data, passed as a constructor keyword.
+
+        Inside the run ``self.params.<name>`` is sliced like a ``kind="nav"`` buffer:
+        ``(1,)`` or ``extra_shape`` per frame, ``(N, *extra_shape)`` per tile or partition,
+        with the ROI applied.
+
+        Examples
+        --------
+        >>> class Shifted(UDF):
+        ...     def get_result_buffers(self):
+        ...         return {"s": self.buffer(kind="nav")}
+        ...
+        ...     def process_frame(self, frame):
+        ...         self.results.s[:] = frame.sum() + self.params.offset[0]
+        >>> offsets = UDF.aux_data(np.arange(256, dtype="float32"), kind="nav")
+        >>> res = ctx.run_udf(dataset=dataset, udf=Shifted(offset=offsets))
+        >>> bool(np.allclose(res["s"].data, data.sum(axis=(2, 3)) + np.arange(256).reshape(16, 16)))
+        True
+        """
+        return AuxBufferWrapper(kind, extra_shape, dtype, data)
+
+    @staticmethod
+    def with_mask(data: Any, mask: Any) -> ArrayWithMask:
+        """Return ``data`` from ``get_results`` with its own valid mask.
+
+        ``mask`` is boolean and broadcastable to ``data`` (``True``/``False`` for all).
+        """
+        return ArrayWithMask(data, mask)
 
     @property
     def xp(self) -> Any:

@@ -94,7 +94,7 @@ def test_graph_is_a_dask_collection(ctx):
     g = _graph(ctx, 3, [SumUDF()])
     (collected,) = dask.compute(g, scheduler="sync")
     (per_udf,) = collected
-    decl, arr = per_udf["intensity"]
+    decl, arr, _ = per_udf["intensity"]
     assert decl.kind == "sig"
     np.testing.assert_array_equal(arr, np.full((4, 4), 256.0))
 
