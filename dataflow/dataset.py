@@ -33,10 +33,14 @@ __all__ = [
     "DEFAULT_PARTITION_BYTES",
     "DaskAdapter",
     "DataSet",
+    "DataSetMeta",
+    "FrameLayout",
     "MemoryAdapter",
     "Partition",
     "check_sig_dims",
     "default_dims",
+    "make_layout",
+    "pad_frames",
     "plan_partitions",
 ]
 
@@ -200,6 +204,9 @@ class DataSet:
         coords: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         array: da.Array | None = None,
+        layout: FrameLayout | None = None,
+        tile_depth: int | None = None,
+        tile_delay: float | None = None,
     ) -> None:
         sig = tuple(partition_array.shape[1:])
         self._shape = Shape((*nav_shape, *sig), sig_dims=len(sig))
@@ -218,6 +225,12 @@ class DataSet:
         self.coords.update(coords or {})
         self.attrs = dict(attrs or {})
         self._token = token
+        n_frames = math.prod(nav_shape)
+        self.layout = layout or FrameLayout(n_frames, tuple(nav_shape), sig, 0)
+        #: frames per tile, forced (LiberTEM's ``tileshape[0]``); None chooses by size
+        self.tile_depth = tile_depth
+        #: seconds to sleep per tile (LiberTEM's ``tiledelay``, to slow runs in tests)
+        self.tile_delay = tile_delay
         if array is not None:
             self.__dict__["array"] = array
 
@@ -251,6 +264,23 @@ class DataSet:
         """Names of the signal dimensions."""
         return self.dims[self._shape.nav_dims :]
 
+    @property
+    def meta(self) -> DataSetMeta:
+        """Shape, dtypes, frame count and sync offset (LiberTEM's ``DataSetMeta``)."""
+        return DataSetMeta(
+            shape=self._shape,
+            raw_dtype=self.dtype,
+            dtype=self.dtype,
+            sync_offset=self.layout.sync_offset,
+            image_count=self.layout.n_raw,
+            metadata=dict(self.attrs),
+        )
+
+    @property
+    def roi(self) -> _RoiHelper:
+        """Build boolean navigation masks by indexing: ``ds.roi[1:3, 0]``."""
+        return _RoiHelper(tuple(self._shape.nav))
+
     def get_num_partitions(self) -> int:
         """Number of partitions."""
         return len(self.partitions)
@@ -267,6 +297,146 @@ class DataSet:
             f"<DataSet shape={tuple(self._shape)} dims={self.dims} dtype={self.dtype} "
             f"partitions={len(self.partitions)}>"
         )
+
+
+@dataclass(frozen=True)
+class DataSetMeta:
+    """What LiberTEM's ``dataset.meta`` holds."""
+
+    shape: Shape
+    raw_dtype: np.dtype
+    dtype: np.dtype
+    sync_offset: int
+    image_count: int
+    metadata: dict[str, Any]
+
+
+class _RoiHelper:
+    """``ds.roi[index]``: a boolean navigation mask that is True at ``index``."""
+
+    def __init__(self, nav_shape: tuple[int, ...]) -> None:
+        self._nav_shape = nav_shape
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        mask = np.zeros(self._nav_shape, dtype=bool)
+        mask[index] = True
+        return mask
+
+
+# frame layout: nav_shape, sig_shape and sync_offset over the frames of a source ------------
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """How the frames of a source (``n_raw`` of them, in order) map onto the dataset.
+
+    Frame ``i`` of the dataset is frame ``i + sync_offset`` of the source; frames that
+    fall before the source's first or after its last are zeros. ``nav_shape`` and
+    ``sig_shape`` reshape the result.
+
+    Examples
+    --------
+    >>> layout = FrameLayout(n_raw=10, nav_shape=(3, 4), sig_shape=(8,), sync_offset=-2)
+    >>> layout.n_frames, layout.raw_window(0, 4)  # 2 zero frames, then source frames 0, 1
+    (12, (0, 2, 2, 0))
+    >>> layout.raw_window(8, 12)  # source frames 6..9, no padding
+    (6, 10, 0, 0)
+    """
+
+    n_raw: int
+    nav_shape: tuple[int, ...]
+    sig_shape: tuple[int, ...]
+    sync_offset: int
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in the dataset."""
+        return math.prod(self.nav_shape)
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether dataset frame ``i`` is source frame ``i`` for every frame."""
+        return self.sync_offset == 0 and self.n_frames == self.n_raw
+
+    def raw_window(self, start: int, stop: int) -> tuple[int, int, int, int]:
+        """For dataset frames ``start:stop``: source frames ``a:b``, zero frames before, after."""
+        a, b = start + self.sync_offset, stop + self.sync_offset
+        ra, rb = max(a, 0), min(b, self.n_raw)
+        if ra >= rb:
+            return 0, 0, stop - start, 0
+        return ra, rb, ra - a, b - rb
+
+    def dataset_boundaries(self, raw_boundaries: Sequence[int]) -> list[int]:
+        """Source chunk boundaries as dataset frame indices, inside ``0..n_frames``."""
+        shifted = (int(b) - self.sync_offset for b in raw_boundaries)
+        return sorted({b for b in shifted if 0 <= b <= self.n_frames} | {0, self.n_frames})
+
+
+def make_layout(
+    raw_shape: Sequence[int],
+    sig_dims: int,
+    *,
+    nav_shape: Sequence[int] | None = None,
+    sig_shape: Sequence[int] | None = None,
+    sync_offset: int = 0,
+    source: str = "the data",
+) -> FrameLayout:
+    """Check ``nav_shape``, ``sig_shape`` and ``sync_offset`` against a source's shape.
+
+    Parameters
+    ----------
+    raw_shape
+        The source's shape; its last ``sig_dims`` dimensions are one frame.
+    nav_shape, sig_shape
+        The dataset's shapes; by default the source's. ``sig_shape`` must hold as many
+        elements as a source frame; ``nav_shape`` may hold fewer or more frames than
+        the source (missing frames are zeros).
+    sync_offset
+        Dataset frame ``i`` is source frame ``i + sync_offset``: positive skips frames
+        at the start, negative inserts blank ones.
+    """
+    raw_shape = tuple(int(s) for s in raw_shape)
+    raw_sig = raw_shape[len(raw_shape) - sig_dims :]
+    n_raw = math.prod(raw_shape[: len(raw_shape) - sig_dims])
+    sig = raw_sig if sig_shape is None else _positive_shape("sig_shape", sig_shape)
+    if math.prod(sig) != math.prod(raw_sig):
+        raise DataSetException(
+            f"sig_shape is {sig}, {math.prod(sig)} elements per frame; the frames of {source} "
+            f"have shape {raw_sig}, {math.prod(raw_sig)} elements"
+        )
+    nav = (
+        raw_shape[: len(raw_shape) - sig_dims]
+        if nav_shape is None
+        else _positive_shape("nav_shape", nav_shape)
+    )
+    if isinstance(sync_offset, bool) or not isinstance(sync_offset, (int, np.integer)):
+        raise TypeError(f"sync_offset is {sync_offset!r}; expected an integer")
+    if n_raw and not -n_raw < sync_offset < n_raw:
+        raise DataSetException(
+            f"sync_offset is {sync_offset}; {source} has {n_raw} frames, so it must lie in "
+            f"({-n_raw}, {n_raw})"
+        )
+    return FrameLayout(n_raw, tuple(nav), tuple(sig), int(sync_offset))
+
+
+def _positive_shape(name: str, shape: Any) -> tuple[int, ...]:
+    try:
+        out = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} is {shape!r}; expected a tuple of positive integers") from None
+    if not out or any(s < 1 for s in out):
+        raise ValueError(f"{name} is {shape!r}; expected a tuple of positive integers")
+    return out
+
+
+def pad_frames(block: np.ndarray, pre: int, post: int, sig_shape: Sequence[int]) -> np.ndarray:
+    """``block`` (frames, reshaped to ``sig_shape``) with zero frames before and after."""
+    block = block.reshape((-1, *sig_shape))
+    if not pre and not post:
+        return block
+    out = np.zeros((pre + len(block) + post, *sig_shape), dtype=block.dtype)
+    out[pre : pre + len(block)] = block
+    return out
 
 
 # in-engine sources ---------------------------------------------------------------------
@@ -323,12 +493,35 @@ class MemoryAdapter:
         sig_dims: int | None = None,
         num_partitions: int | None = None,
         partition_bytes: int = DEFAULT_PARTITION_BYTES,
+        nav_shape: Sequence[int] | None = None,
+        sig_shape: Sequence[int] | None = None,
+        sync_offset: int = 0,
+        tileshape: Sequence[int] | None = None,
+        tiledelay: float | None = None,
         dims: Sequence[str] | None = None,
         coords: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         min_partitions: int = 1,
     ) -> DataSet:
-        """Wrap ``data`` (nav + sig) as a DataSet."""
+        """Wrap ``data`` (nav + sig) as a DataSet.
+
+        Parameters
+        ----------
+        data
+            The array, navigation dimensions first.
+        sig_dims
+            Number of signal dimensions; 2 by default (``len(sig_shape)`` if given).
+        num_partitions
+            Number of partitions; by default about ``partition_bytes`` each.
+        nav_shape, sig_shape, sync_offset
+            Reshape the frames; see :func:`make_layout`.
+        tileshape
+            Force tiles of ``tileshape[0]`` frames (tiles always span whole frames).
+        tiledelay
+            Seconds to sleep per tile, to make runs slow in tests.
+        dims, coords, attrs
+            Dimension names, coordinates and attributes of the dataset.
+        """
         if data is None:
             raise TypeError("ctx.load('memory', ...) needs data=<numpy array>")
         if not isinstance(data, np.ndarray):
@@ -337,7 +530,9 @@ class MemoryAdapter:
                     f"data is a {type(data).__name__}; use ctx.load('dask', array, sig_dims=...)"
                 )
             data = np.asarray(data)
-        sig_dims = check_sig_dims(2 if sig_dims is None else sig_dims, data.shape)
+        if sig_dims is None:
+            sig_dims = 2 if sig_shape is None else len(tuple(sig_shape))
+        sig_dims = check_sig_dims(sig_dims, data.shape)
         if not data.flags.c_contiguous:
             warnings.warn(
                 f"data is not C-contiguous; dataflow made a contiguous copy "
@@ -346,34 +541,54 @@ class MemoryAdapter:
                 stacklevel=3,
             )
             data = np.ascontiguousarray(data)
-        nav_shape, sig_shape = data.shape[:-sig_dims], data.shape[-sig_dims:]
-        n_frames = math.prod(nav_shape)
-        flat = data.reshape((n_frames, *sig_shape))  # a view: data is C-contiguous
+        layout = make_layout(
+            data.shape, sig_dims, nav_shape=nav_shape, sig_shape=sig_shape, sync_offset=sync_offset
+        )
+        raw = data.reshape((layout.n_raw, *layout.sig_shape))  # a view: data is C-contiguous
         partitions = plan_partitions(
-            n_frames,
-            flat[0].nbytes if n_frames else 0,
-            row_length=nav_shape[-1],
+            layout.n_frames,
+            raw[0].nbytes if layout.n_raw else 0,
+            row_length=layout.nav_shape[-1],
             num_partitions=num_partitions,
             min_partitions=min_partitions,
             target_bytes=partition_bytes,
         )
         token = uuid.uuid4().hex
         name = f"memory-{token}"
-        # each partition's frames are one literal view of `data`: no copy, no hash
-        zeros = (0,) * len(sig_shape)
-        dsk = {(name, p.index, *zeros): flat[p.slice] for p in partitions}
-        chunks = (tuple(p.n_frames for p in partitions), *((s,) for s in sig_shape))
-        meta = np.empty((0,) * flat.ndim, dtype=flat.dtype)
-        array = da.Array(dsk, name, chunks, dtype=flat.dtype, meta=meta)
+        # each partition's frames are one literal view of `data`: no copy, no hash; only
+        # partitions that reach past the data (sync_offset, a larger nav_shape) get a task
+        # that pads them with zero frames
+        zeros = (0,) * len(layout.sig_shape)
+        dsk: dict[Any, Any] = {}
+        for p in partitions:
+            a, b, pre, post = layout.raw_window(p.start, p.stop)
+            view = raw[a:b]
+            if pre or post:
+                dsk[(name, p.index, *zeros)] = (pad_frames, view, pre, post, layout.sig_shape)
+            else:
+                dsk[(name, p.index, *zeros)] = view
+        chunks = (tuple(p.n_frames for p in partitions), *((s,) for s in layout.sig_shape))
+        meta = np.empty((0,) * raw.ndim, dtype=raw.dtype)
+        array = da.Array(dsk, name, chunks, dtype=raw.dtype, meta=meta)
         return DataSet(
             array,
-            nav_shape=nav_shape,
+            nav_shape=layout.nav_shape,
             partitions=partitions,
             token=token,
             dims=dims,
             coords=coords,
             attrs=attrs,
+            layout=layout,
+            tile_depth=_tile_depth(tileshape),
+            tile_delay=tiledelay,
         )
+
+
+def _tile_depth(tileshape: Sequence[int] | None) -> int | None:
+    if tileshape is None:
+        return None
+    shape = _positive_shape("tileshape", tileshape)
+    return shape[0]
 
 
 class DaskAdapter:
@@ -390,51 +605,79 @@ class DaskAdapter:
         sig_dims: int | None = None,
         num_partitions: int | None = None,
         partition_bytes: int = DEFAULT_PARTITION_BYTES,
+        nav_shape: Sequence[int] | None = None,
+        sig_shape: Sequence[int] | None = None,
+        sync_offset: int = 0,
         dims: Sequence[str] | None = None,
         coords: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         min_partitions: int = 1,
+        preserve_dimensions: bool = True,
+        min_size: float | None = None,
+        io_backend: Any = None,
     ) -> DataSet:
-        """Wrap ``dask_array`` (nav + sig) as a DataSet."""
+        """Wrap ``dask_array`` (nav + sig) as a DataSet.
+
+        Partition boundaries follow the array's chunks (flattened over the navigation
+        axes) where enough of them exist; signal chunks are merged into whole frames.
+        ``min_size`` (bytes) is LiberTEM's name for ``partition_bytes``.
+        """
         if not isinstance(dask_array, da.Array):
             raise TypeError(
                 f"ctx.load('dask', ...) needs a dask.array.Array; got {type(dask_array).__name__}"
-            )
-        if dask_array.ndim < 2:
-            raise DataSetException(
-                f"the array has shape {dask_array.shape}; expected at least 2 dimensions"
             )
         if any(math.isnan(s) for s in dask_array.shape):
             raise DataSetException(
                 "the array has unknown chunk sizes; call .compute_chunk_sizes() first"
             )
-        sig_dims = check_sig_dims(2 if sig_dims is None else sig_dims, dask_array.shape)
-        nav_shape = dask_array.shape[:-sig_dims]
-        sig_shape = dask_array.shape[-sig_dims:]
-        n_frames = math.prod(nav_shape)
+        if sig_dims is None:
+            sig_dims = 2 if sig_shape is None else len(tuple(sig_shape))
+        sig_dims = check_sig_dims(sig_dims, dask_array.shape)
+        if min_size is not None:
+            partition_bytes = int(min_size)
+        layout = make_layout(
+            dask_array.shape,
+            sig_dims,
+            nav_shape=nav_shape,
+            sig_shape=sig_shape,
+            sync_offset=sync_offset,
+        )
+        n_nav = dask_array.ndim - sig_dims
         # whole frames per block, then flatten the navigation axes
-        whole = dask_array.rechunk(dict.fromkeys(range(len(nav_shape), dask_array.ndim), -1))
-        flat = whole.reshape((n_frames, *sig_shape))
-        boundaries = np.concatenate([[0], np.cumsum(flat.chunks[0])]).tolist()
-        frame_bytes = math.prod(sig_shape) * dask_array.dtype.itemsize
+        whole = dask_array.rechunk(dict.fromkeys(range(n_nav, dask_array.ndim), -1))
+        raw = whole.reshape((layout.n_raw, *layout.sig_shape))
+        raw_bounds = np.concatenate([[0], np.cumsum(raw.chunks[0])]).tolist()
+        flat = raw
+        if not layout.is_identity:
+            a, b, pre, post = layout.raw_window(0, layout.n_frames)
+            pieces = [raw[a:b]]
+            if pre:
+                pieces.insert(0, da.zeros((pre, *layout.sig_shape), dtype=raw.dtype))
+            if post:
+                pieces.append(da.zeros((post, *layout.sig_shape), dtype=raw.dtype))
+            flat = da.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        frame_bytes = math.prod(layout.sig_shape) * dask_array.dtype.itemsize
         partitions = plan_partitions(
-            n_frames,
+            layout.n_frames,
             frame_bytes,
-            row_length=nav_shape[-1],
+            row_length=layout.nav_shape[-1],
             num_partitions=num_partitions,
             min_partitions=min_partitions,
             target_bytes=partition_bytes,
-            chunk_boundaries=boundaries,
+            chunk_boundaries=layout.dataset_boundaries(raw_bounds),
         )
         sizes = tuple(p.n_frames for p in partitions)
         part_array = flat.rechunk({0: sizes}) if sizes != flat.chunks[0] else flat
         return DataSet(
             part_array,
-            nav_shape=nav_shape,
+            nav_shape=layout.nav_shape,
             partitions=partitions,
-            token=f"dask-{dask_array.name}-{sizes}",
+            token=f"dask-{dask_array.name}-{sizes}-{layout}",
             dims=dims,
             coords=coords,
             attrs=attrs,
-            array=dask_array,
+            array=dask_array
+            if layout.is_identity and tuple(layout.sig_shape) == tuple(dask_array.shape[n_nav:])
+            else None,
+            layout=layout,
         )

@@ -10,6 +10,7 @@ buffer views for a tile are prepared before its frames are processed.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,8 @@ class _Runner:
 
 
 def _tile_depth(spec: RunSpec, runners: list[_Runner], copies: bool) -> int:
+    if spec.tile_depth is not None:
+        return spec.tile_depth
     frame_items = math.prod(spec.sig_shape)
     itemsize = max([r.dtype.itemsize for r in runners] + [spec.dataset_dtype.itemsize])
     budget = COPY_TILE_BYTES if copies else VIEW_TILE_BYTES
@@ -202,7 +205,10 @@ def _process_tiles(
             buf = scratch[key] = np.empty((depth, *block.shape[1:]), dtype=dtype)
         return buf[:m]
 
+    delay = spec.tile_delay
     for a in range(0, n, depth):
+        if delay:
+            time.sleep(delay)
         b = min(n, a + depth)
         m = b - a
         if sel is None:

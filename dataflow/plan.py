@@ -86,6 +86,10 @@ class RunSpec:
     roi: np.ndarray | None
     n_frames: int
     tasks: tuple[PartitionTask, ...]
+    #: frames per tile forced by the dataset (LiberTEM's tileshape), or None
+    tile_depth: int | None = None
+    #: seconds to sleep per tile (LiberTEM's tiledelay), or None
+    tile_delay: float | None = None
 
     #: shape of one frame
     sig_shape: tuple[int, ...] = field(init=False)
@@ -291,6 +295,8 @@ def make_plan(dataset: DataSet, udfs: Sequence[UDF], roi: Any = None) -> RunPlan
         roi=roi,
         n_frames=offset,
         tasks=tuple(tasks),
+        tile_depth=getattr(dataset, "tile_depth", None),
+        tile_delay=getattr(dataset, "tile_delay", None),
     )
     token = tokenize(
         dataset, [(t.partition.start, t.partition.stop) for t in tasks], roi, list(udfs)
