@@ -27,7 +27,7 @@ from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.shape import Shape
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = [
     "DEFAULT_PARTITION_BYTES",
@@ -183,6 +183,9 @@ class DataSet:
         The partitions, in flattened navigation order.
     partition_array : dask.array.Array
         Shape ``(n_frames,) + sig``, one chunk per partition.
+    reader : callable or None
+        ``reader(start, stop, mask)``: frames ``start:stop``, reading only those where
+        the boolean ``mask`` is True (file sources set it, so a ROI skips storage).
 
     Examples
     --------
@@ -207,6 +210,7 @@ class DataSet:
         layout: FrameLayout | None = None,
         tile_depth: int | None = None,
         tile_delay: float | None = None,
+        reader: Callable[[int, int, np.ndarray | None], np.ndarray] | None = None,
     ) -> None:
         sig = tuple(partition_array.shape[1:])
         self._shape = Shape((*nav_shape, *sig), sig_dims=len(sig))
@@ -231,6 +235,10 @@ class DataSet:
         self.tile_depth = tile_depth
         #: seconds to sleep per tile (LiberTEM's ``tiledelay``, to slow runs in tests)
         self.tile_delay = tile_delay
+        #: ``reader(start, stop, mask)`` returns dataset frames ``start:stop``; frames
+        #: where ``mask`` is False may stay zero (and their storage unread). Runs with a
+        #: ROI read partitions through it; None means always ``partition_array``.
+        self.reader = reader
         if array is not None:
             self.__dict__["array"] = array
 

@@ -136,13 +136,29 @@ def build_graph(
     part_name = f"{label}-partition-{token}"
     tail = (0,) * (data.ndim - 1)
     parts = [(part_name, i) for i in range(len(plan.tasks))]
+    # a partition reads its block of partition_array, or, with a ROI and a dataset
+    # that can skip frames, only the storage that holds its selected frames
+    reader = plan.dataset.reader
+    read_name = f"{label}-read-{token}"
+    reads: dict[Any, Any] = {}
+    blocks = []
+    for i, t in enumerate(plan.tasks):
+        if reader is not None and t.roi is not None:
+            reads[(read_name, i)] = (reader, t.partition.start, t.partition.stop, t.roi)
+            blocks.append((read_name, i))
+        else:
+            blocks.append((data.name, t.partition.index, *tail))
+    part_deps = {spec_key, *data_layers}
+    if reads:
+        layer(read_name, reads, set())
+        part_deps.add(read_name)
     layer(
         part_name,
         {
-            key: (run_partition, spec_key, (data.name, t.partition.index, *tail), i)
-            for i, (key, t) in enumerate(zip(parts, plan.tasks, strict=True))
+            key: (run_partition, spec_key, block, i)
+            for i, (key, block) in enumerate(zip(parts, blocks, strict=True))
         },
-        {spec_key, *data_layers},
+        part_deps,
     )
     uplans = spec.udfs
     final_deps = {spec_key}
@@ -194,6 +210,6 @@ def build_graph(
     final_key = f"{label}-finish-{token}"
     layer(final_key, {final_key: (finish, spec_key, level, chain, navs, with_results)}, final_deps)
     hlg = HighLevelGraph(layers, deps)
-    if len(plan.tasks) < len(plan.dataset.partitions) or len(data_layers) > 1:
+    if len(plan.tasks) < len(plan.dataset.partitions) or len(data_layers) > 1 or reads:
         hlg = hlg.cull({final_key})  # drop partitions without ROI frames, and their reads
     return UDFGraph(plan, hlg, parts, merge_keys, final_key)

@@ -113,3 +113,49 @@ def test_loading_memory_data_neither_copies_nor_hashes(ctx, monkeypatch):
     for block in blocks:
         assert isinstance(block, np.ndarray)
         assert np.shares_memory(block, data)
+
+
+class _CountingReader:
+    """A dataset reader that records which frames it was asked for."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.calls = []
+
+    def __call__(self, start, stop, mask):
+        self.calls.append((start, stop, None if mask is None else int(mask.sum())))
+        out = np.zeros((stop - start, *self.frames.shape[1:]), self.frames.dtype)
+        sel = np.arange(stop - start) if mask is None else np.flatnonzero(mask)
+        out[sel] = self.frames[start + sel]
+        return out
+
+
+def test_roi_runs_read_through_the_dataset_reader(ctx):
+    import dask.array as da
+
+    from dataflow.dataset import DataSet, plan_partitions
+
+    frames = np.arange(64 * 4, dtype="float32").reshape(64, 2, 2)
+    reader = _CountingReader(frames)
+    parts = plan_partitions(64, 16, row_length=8, num_partitions=4)
+
+    def block(block_info=None):
+        start, stop = block_info[None]["array-location"][0]
+        return reader(start, stop, None)
+
+    array = da.map_blocks(
+        block,
+        chunks=(tuple(p.n_frames for p in parts), (2,), (2,)),
+        dtype="float32",
+        meta=np.empty((0, 0, 0), "float32"),
+    )
+    ds = DataSet(array, nav_shape=(8, 8), partitions=parts, token="counting", reader=reader)
+    roi = np.zeros((8, 8), bool)
+    roi[0, :3] = True  # three frames of the first partition
+    roi[7, 7] = True  # and the last frame
+    res = ctx.run_udf(dataset=ds, udf=SumSigUDF(), roi=roi)
+    np.testing.assert_array_equal(res["intensity"].raw_data, frames[roi.reshape(-1)].sum((1, 2)))
+    assert sorted(reader.calls) == [(0, 16, 3), (48, 64, 1)]  # masks reach the reader
+    reader.calls.clear()
+    ctx.run_udf(dataset=ds, udf=SumSigUDF())
+    assert sorted(reader.calls) == [(0, 16, None), (16, 32, None), (32, 48, None), (48, 64, None)]
