@@ -1,8 +1,14 @@
 """The ``npy`` adapter: a NumPy ``.npy`` file, read frame range by frame range.
 
 Opening reads the header only (shape, dtype, memory order, where the data starts).
-Each partition task opens the file by path and reads its frames with one
-``np.fromfile`` call, so the dask graph holds a path and offsets, never a handle.
+``nav_shape``, ``sig_shape`` and ``sync_offset`` reinterpret the stored items as
+LiberTEM's ``NPYDataSet`` does: a run of C-ordered frames from the start of the data.
+
+Reading goes through one small picklable object, :class:`BinaryFrameReader`, that
+holds the path, the data offset, the dtype and the frame layout: each partition task
+calls it for its frame range (one ``np.fromfile`` call), and runs with a ROI call it
+with a mask, so only the contiguous runs of selected frames are read. The dask graph
+holds paths and offsets, never a handle or a memory map. The raw adapter reuses it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from dask.base import tokenize
 from dataflow.dataset import (
     DEFAULT_PARTITION_BYTES,
     DataSet,
+    FrameLayout,
     check_sig_dims,
+    make_layout,
+    pad_frames,
     plan_partitions,
 )
 from dataflow.errors import DataSetException
@@ -27,7 +36,16 @@ from dataflow.errors import DataSetException
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["NPYAdapter", "read_header"]
+    from dataflow.dataset import Partition
+
+__all__ = [
+    "BinaryFrameReader",
+    "NPYAdapter",
+    "mask_runs",
+    "read_block",
+    "read_header",
+    "reader_array",
+]
 
 
 def _as_path(path: Any) -> Path:
@@ -99,35 +117,189 @@ def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype
     return tuple(int(s) for s in shape), np.dtype(dtype), bool(fortran_order), offset
 
 
-def _read_frames(
-    *,
-    path: str,
-    offset: int,
-    file_dtype: np.dtype,
-    sig_shape: tuple[int, ...],
-    pickled: bool = False,
-    block_info: dict | None = None,
-) -> np.ndarray:
-    """Read frames ``block_info[None]["array-location"][0]`` of the file, as a new array."""
-    start, stop = block_info[None]["array-location"][0]  # type: ignore[index]
-    n = stop - start
-    if pickled:  # object arrays are pickled: no offsets, load it all
-        data = np.load(path, allow_pickle=True)
-        return np.array(data.reshape((-1, *sig_shape))[start:stop])
-    frame_items = math.prod(sig_shape)
-    count = n * frame_items
-    out = np.fromfile(
-        path,
-        dtype=file_dtype,
-        count=count,
-        offset=offset + start * frame_items * file_dtype.itemsize,
-    )
-    if out.size != count:
-        raise OSError(
-            f"{path!r}: read {out.size} items for frames {start}:{stop}; expected {count}. "
-            "Was the file truncated after it was opened?"
+def mask_runs(mask: Any, n: int) -> list[tuple[int, int]]:
+    """Contiguous runs ``(i0, i1)`` of True in ``mask`` (all of ``0:n`` if it is None).
+
+    Examples
+    --------
+    >>> mask_runs(np.array([True, True, False, True]), 4)
+    [(0, 2), (3, 4)]
+    >>> mask_runs(None, 3)
+    [(0, 3)]
+    """
+    if mask is None:
+        return [(0, n)]
+    m = np.asarray(mask, dtype=bool).reshape(-1)
+    if m.size != n:
+        raise ValueError(f"mask has {m.size} entries; expected one per frame, {n}")
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], m.view(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+class BinaryFrameReader:
+    """Read dataset frames from a file of C-ordered frames that starts at ``offset``.
+
+    ``reader(start, stop, mask)`` returns dataset frames ``start:stop`` (a new array
+    of shape ``(stop - start,) + layout.sig_shape``). The file is opened inside the
+    call, by path, and closed before it returns; only frames where the boolean
+    ``mask`` is True are read (one ``np.fromfile`` per contiguous run), the others
+    stay zero. Frames the layout places before or after the file are zeros.
+
+    Parameters
+    ----------
+    path
+        The file.
+    offset
+        Byte position of the first frame (the header size).
+    dtype
+        dtype of the stored items.
+    layout
+        How stored frames map onto dataset frames (``nav_shape``, ``sig_shape``,
+        ``sync_offset``); ``layout.n_raw`` frames are stored.
+    stored_sig_shape
+        Shape of a stored frame, if it differs from ``layout.sig_shape``: each frame
+        is then cropped to ``layout.sig_shape`` from its first pixel (LiberTEM's
+        ``detector_size_raw`` / ``crop_detector_to``).
+    pickled
+        The file is an object-dtype ``.npy`` (pickled): it is loaded whole.
+
+    Examples
+    --------
+    >>> from dataflow.dataset import make_layout
+    >>> p = tmp_path / "frames.bin"
+    >>> np.arange(4 * 6, dtype="uint8").tofile(p)
+    >>> reader = BinaryFrameReader(str(p), 0, np.dtype("uint8"), make_layout((4, 2, 3), 2))
+    >>> reader(1, 4, np.array([True, False, True]))[:, 0]
+    array([[ 6,  7,  8],
+           [ 0,  0,  0],
+           [18, 19, 20]], dtype=uint8)
+    """
+
+    __slots__ = ("dtype", "layout", "offset", "path", "pickled", "stored_sig_shape")
+
+    def __init__(
+        self,
+        path: str,
+        offset: int,
+        dtype: np.dtype,
+        layout: FrameLayout,
+        stored_sig_shape: tuple[int, ...] | None = None,
+        pickled: bool = False,
+    ) -> None:
+        self.path = str(path)
+        self.offset = int(offset)
+        self.dtype = np.dtype(dtype)
+        self.layout = layout
+        self.stored_sig_shape = tuple(stored_sig_shape or layout.sig_shape)
+        self.pickled = bool(pickled)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+    def __dask_tokenize__(self) -> Any:
+        return (type(self).__name__, *self.__getstate__())
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(path={self.path!r}, offset={self.offset}, "
+            f"dtype={self.dtype.str!r}, layout={self.layout!r})"
         )
-    return out.reshape((n, *sig_shape))
+
+    @property
+    def _cropped(self) -> bool:
+        return self.stored_sig_shape != tuple(self.layout.sig_shape)
+
+    def _crop(self, frames: np.ndarray) -> np.ndarray:
+        """``frames`` (stored shape) as dataset frames: reshaped, cropped if needed."""
+        frames = frames.reshape((-1, *self.stored_sig_shape))
+        if self._cropped:
+            frames = frames[(slice(None), *(slice(0, s) for s in self.layout.sig_shape))]
+        return frames
+
+    def _read(self, f: Any, a: int, b: int) -> np.ndarray:
+        """Stored frames ``a:b`` from the open file ``f``, as dataset frames."""
+        items = math.prod(self.stored_sig_shape)
+        count = (b - a) * items
+        f.seek(self.offset + a * items * self.dtype.itemsize)
+        data = np.fromfile(f, dtype=self.dtype, count=count)
+        if data.size != count:
+            raise OSError(
+                f"{self.path!r}: read {data.size} items for stored frames {a}:{b}; expected "
+                f"{count}. Was the file truncated after it was opened?"
+            )
+        return self._crop(data)
+
+    def __call__(self, start: int, stop: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """Dataset frames ``start:stop``, reading only those where ``mask`` is True."""
+        layout, sig = self.layout, tuple(self.layout.sig_shape)
+        runs = mask_runs(mask, stop - start)
+        if self.pickled:  # object arrays are pickled: no offsets, load it all
+            stored = self._crop(np.load(self.path, allow_pickle=True).reshape(-1))
+        if mask is None:  # the whole range: one read, padded with zero frames
+            a, b, pre, post = layout.raw_window(start, stop)
+            if self.pickled:
+                block = np.array(stored[a:b])
+            elif a == b:
+                block = np.empty((0, *sig), dtype=self.dtype)
+            else:
+                with open(self.path, "rb") as f:
+                    block = self._read(f, a, b)
+            return np.ascontiguousarray(pad_frames(block, pre, post, sig))
+        out = np.zeros((stop - start, *sig), dtype=self.dtype)
+        windows = []
+        for i0, i1 in runs:
+            a, b, pre, _ = layout.raw_window(start + i0, start + i1)
+            if a < b:
+                windows.append((i0 + pre, a, b))
+        if not windows:
+            return out
+        if self.pickled:
+            for pos, a, b in windows:
+                out[pos : pos + b - a] = stored[a:b]
+            return out
+        with open(self.path, "rb") as f:
+            for pos, a, b in windows:
+                out[pos : pos + b - a] = self._read(f, a, b)
+        return out
+
+
+def read_block(reader: Any, block_info: dict | None = None) -> np.ndarray:
+    """The block of ``partition_array`` that ``block_info`` locates, read through ``reader``.
+
+    For ``da.map_blocks``: file adapters build their partition array from the same
+    ``reader(start, stop, mask)`` that runs with a ROI use.
+    """
+    start, stop = block_info[None]["array-location"][0]  # type: ignore[index]
+    return reader(start, stop, None)
+
+
+def reader_array(reader: Any, partitions: Sequence[Partition], name: str) -> da.Array:
+    """``partition_array`` of a DataSet: one block per partition, read by ``reader``.
+
+    Parameters
+    ----------
+    reader
+        A picklable ``reader(start, stop, mask)`` with ``layout`` and ``dtype``
+        attributes.
+    partitions
+        The partitions, in order, covering all frames.
+    name
+        The dask name of the array (deterministic: derive it from the DataSet token).
+    """
+    sig = tuple(reader.layout.sig_shape)
+    sizes = tuple(p.n_frames for p in partitions)
+    return da.map_blocks(
+        read_block,
+        chunks=(sizes, *((s,) for s in sig)),
+        dtype=reader.dtype,
+        meta=np.empty((0,) * (1 + len(sig)), dtype=reader.dtype),
+        name=name,
+        reader=reader,
+    )
 
 
 class NPYAdapter:
@@ -164,7 +336,11 @@ class NPYAdapter:
     def open(
         path: str | os.PathLike[str] | None = None,
         *,
-        sig_dims: int = 2,
+        sig_dims: int | None = None,
+        nav_shape: Sequence[int] | None = None,
+        sig_shape: Sequence[int] | None = None,
+        sync_offset: int = 0,
+        io_backend: Any = None,
         num_partitions: int | None = None,
         partition_bytes: int = DEFAULT_PARTITION_BYTES,
         min_partitions: int = 1,
@@ -176,9 +352,24 @@ class NPYAdapter:
         Parameters
         ----------
         path
-            The ``.npy`` file, shape ``nav + sig``, C order.
+            The ``.npy`` file, C order.
         sig_dims
-            Number of trailing signal dimensions.
+            Number of trailing dimensions of the stored array that form a frame;
+            ``len(sig_shape)`` if ``sig_shape`` is given, else 2.
+        nav_shape
+            Navigation shape of the dataset; by default the stored array's shape
+            without its last ``sig_dims`` axes. It may hold fewer frames than the file
+            (the rest is not read) or more (the missing frames are zeros).
+        sig_shape
+            Frame shape of the dataset; by default the stored one. The file is read
+            as a run of frames of this shape, in C order from the start of the data,
+            so it may also reshape or split the stored frames; the number of items
+            in the file must be a whole number of such frames.
+        sync_offset
+            Dataset frame ``i`` is stored frame ``i + sync_offset``: positive skips
+            frames at the start, negative inserts blank frames.
+        io_backend
+            Accepted for LiberTEM compatibility and ignored.
         num_partitions
             Number of partitions; by default about ``partition_bytes`` each.
         partition_bytes
@@ -194,7 +385,8 @@ class NPYAdapter:
         Returns
         -------
         DataSet
-            One partition per chunk of ``partition_array``; each task reads its frames.
+            Partitions on frame ranges; each task reads its frames with one
+            ``np.fromfile`` call, and runs with a ROI read only the selected frames.
 
         Raises
         ------
@@ -202,8 +394,19 @@ class NPYAdapter:
             If ``path`` does not exist.
         DataSetException
             If the file is not a ``.npy`` file, is in Fortran order, holds objects (without
-            ``allow_pickle``), or its size does not match its header.
+            ``allow_pickle``), its size does not match its header, ``sig_shape`` does
+            not divide its items into whole frames, or ``sync_offset`` is out of range.
+        ValueError, TypeError
+            For a bad ``sig_dims``, ``nav_shape`` or ``sig_shape``.
+
+        Notes
+        -----
+        As LiberTEM's ``NPYDataSet``, except: ``sig_dims`` follows ``sig_shape`` when
+        only ``sig_shape`` is given (LiberTEM raises unless both agree), and items left
+        over after the last whole frame of ``sig_shape`` are an error (LiberTEM drops
+        them silently).
         """
+        del io_backend  # LiberTEM's I/O backends have no counterpart here
         p = _as_path(path)
         shape, dtype, fortran_order, offset = read_header(p)
         if fortran_order:
@@ -216,7 +419,14 @@ class NPYAdapter:
                 f"{str(p)!r} holds an array of dtype {dtype} (Python objects, pickled); "
                 "pass allow_pickle=True to load it, for files you trust only"
             )
+        if sig_dims is None:
+            sig_dims = 2 if sig_shape is None else len(_shape_arg("sig_shape", sig_shape))
         sig_dims = check_sig_dims(sig_dims, shape, repr(str(p)))
+        if sig_shape is not None and len(_shape_arg("sig_shape", sig_shape)) != sig_dims:
+            raise DataSetException(
+                f"sig_shape is {tuple(sig_shape)!r} ({len(tuple(sig_shape))} dimensions); "
+                f"sig_dims is {sig_dims}. Pass matching values, or only one of them"
+            )
         stat = p.stat()
         nbytes = math.prod(shape) * dtype.itemsize
         if not dtype.hasobject and stat.st_size != offset + nbytes:
@@ -225,35 +435,62 @@ class NPYAdapter:
                 f"{dtype}) expects {offset + nbytes} bytes ({offset} header + {nbytes} data). "
                 "The file is truncated or was not written by np.save"
             )
-        nav_shape, sig_shape = shape[:-sig_dims], shape[-sig_dims:]
-        n_frames = math.prod(nav_shape)
+        if 0 in shape:
+            raise DataSetException(f"{str(p)!r} holds an empty array of shape {shape}")
+        stored_sig = shape[-sig_dims:]
+        sig = stored_sig if sig_shape is None else _shape_arg("sig_shape", sig_shape)
+        items, frame_items = math.prod(shape), math.prod(sig)
+        if items % frame_items:
+            raise DataSetException(
+                f"sig_shape is {sig} ({frame_items} items per frame); {str(p)!r} holds "
+                f"{items} items (shape {shape}), which is {items // frame_items} frames and "
+                f"{items % frame_items} items more. Pass a sig_shape that divides the data"
+            )
+        layout = make_layout(
+            (items // frame_items, *sig),
+            len(sig),
+            nav_shape=shape[:-sig_dims] if nav_shape is None else nav_shape,
+            sync_offset=sync_offset,
+            source=repr(str(p)),
+        )
         partitions = plan_partitions(
-            n_frames,
-            math.prod(sig_shape) * dtype.itemsize,
-            row_length=nav_shape[-1],
+            layout.n_frames,
+            frame_items * dtype.itemsize,
+            row_length=layout.nav_shape[-1],
             num_partitions=num_partitions,
             min_partitions=min_partitions,
             target_bytes=partition_bytes,
         )
-        token = f"npy-{p}-{stat.st_size}-{stat.st_mtime_ns}"
+        token = f"npy-{p}-{stat.st_size}-{stat.st_mtime_ns}-{_layout_key(layout)}"
+        reader = BinaryFrameReader(str(p), offset, dtype, layout, pickled=dtype.hasobject)
         sizes = tuple(part.n_frames for part in partitions)
-        flat_shape = (n_frames, *sig_shape)
-        array = da.map_blocks(
-            _read_frames,
-            chunks=(sizes, *((s,) for s in sig_shape)),
-            dtype=dtype,
-            meta=np.empty((0,) * len(flat_shape), dtype=dtype),
-            name=f"npy-{tokenize(token, sizes, sig_shape)}",
-            path=str(p),
-            offset=offset,
-            file_dtype=dtype,
-            sig_shape=tuple(sig_shape),
-            pickled=dtype.hasobject,
-        )
         return DataSet(
-            array,
-            nav_shape=nav_shape,
+            reader_array(reader, partitions, f"npy-{tokenize(token, sizes)}"),
+            nav_shape=layout.nav_shape,
             partitions=partitions,
             token=token,
             dims=dims,
+            layout=layout,
+            reader=reader,
         )
+
+
+def _shape_arg(name: str, shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive integers (a TypeError or ValueError naming ``name``)."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{name} is {shape!r}; expected a tuple of positive integers")
+    out = []
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
+        out.append(int(s))
+    if not out or min(out) < 1:
+        raise ValueError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
+    return tuple(out)
+
+
+def _layout_key(layout: FrameLayout) -> str:
+    """The layout in a DataSet token: shapes and offset, so each layout names its own keys."""
+    nav = "x".join(map(str, layout.nav_shape))
+    sig = "x".join(map(str, layout.sig_shape))
+    return f"{nav}-{sig}-{layout.sync_offset}"

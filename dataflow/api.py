@@ -204,11 +204,14 @@ class Context:
         dataset: DataSet,
         udf: Any,
         roi: Any,
+        corrections: Any,
         progress: Any,
+        backends: Any,
         plots: Any,
         split_every: int | None,
     ) -> Any:
         udfs, many = self._normalize(udf)
+        check_backends(udfs, backends)
         results, plots_made = run(
             self.executor,
             dataset,
@@ -218,6 +221,7 @@ class Context:
             plots=plots,
             plot_class=self.plot_class,
             split_every=split_every or self.split_every,
+            corrections=corrections,
         )
         if plots_made:
             self.plots = plots_made
@@ -245,9 +249,14 @@ class Context:
         udf
             A UDF, or a list of UDFs sharing one pass over the data.
         roi
-            Boolean mask of the navigation shape: only selected frames are processed.
+            Frames to process: a boolean mask of the navigation shape (or any form
+            LiberTEM accepts, see :func:`dataflow.roi.normalize_roi`).
+        corrections
+            A :class:`~dataflow.corrections.CorrectionSet` applied to every tile.
         progress
             True for a progress bar, or a :class:`~dataflow.progress.ProgressReporter`.
+        backends
+            Array backends to allow; dataflow runs ``("numpy",)``.
         plots
             True for live plots of all 2D buffers; see :mod:`dataflow.plot`.
         sync
@@ -261,12 +270,10 @@ class Context:
             Buffer name to :class:`~dataflow.results.BufferResult`; a tuple of such
             mappings if ``udf`` is a list.
         """
-        _unsupported(corrections, backends)
+        args = (dataset, udf, roi, corrections, progress, backends, plots, split_every)
         if not sync:
-            return asyncio.to_thread(
-                self._run_sync, dataset, udf, roi, progress, plots, split_every
-            )
-        return self._run_sync(dataset, udf, roi, progress, plots, split_every)
+            return asyncio.to_thread(self._run_sync, *args)
+        return self._run_sync(*args)
 
     def run_udf_iter(
         self,
@@ -285,10 +292,10 @@ class Context:
 
         Each item has ``.buffers`` (one result mapping per UDF) and ``.damage`` (the
         frames merged so far). Closing the generator early cancels the remaining work.
-        ``sync=False`` returns an async generator.
+        ``sync=False`` returns an async generator. Arguments as for :meth:`run_udf`.
         """
-        _unsupported(corrections, backends)
         udfs, _ = self._normalize(udf)
+        check_backends(udfs, backends)
         gen = run_iter(
             self.executor,
             dataset,
@@ -298,17 +305,40 @@ class Context:
             plots=plots,
             plot_class=self.plot_class,
             split_every=split_every or self.split_every,
+            corrections=corrections,
         )
         if sync:
             return gen
         return _aiter(gen)
 
 
-def _unsupported(corrections: Any, backends: Any) -> None:
-    if corrections is not None:
-        raise NotImplementedError("corrections= is not supported yet")
-    if backends is not None and set(backends) - {"numpy"}:
-        raise ValueError(f"backends is {backends!r}; dataflow runs the 'numpy' backend only")
+def check_backends(udfs: Iterable[UDF], backends: Any) -> None:
+    """Raise unless every UDF can run on NumPy, the backend dataflow runs.
+
+    Raises
+    ------
+    ValueError
+        If ``backends`` excludes NumPy, or a UDF supports no NumPy backend (the message
+        names the backends the UDF asks for and whether they are installed).
+    """
+    if backends is not None:
+        wanted = {backends} if isinstance(backends, str) else set(backends)
+        if "numpy" not in wanted:
+            raise ValueError(
+                f"backends is {backends!r}; dataflow runs the 'numpy' backend only (on CPUs)"
+            )
+    for udf in udfs:
+        offered = udf.get_backends()
+        offered = (offered,) if isinstance(offered, str) else tuple(offered)
+        if "numpy" not in offered:
+            import importlib.util
+
+            missing = [b for b in offered if importlib.util.find_spec(b.split(".")[0]) is None]
+            hint = f" ({', '.join(missing)} not installed)" if missing else ""
+            raise ValueError(
+                f"{type(udf).__name__}.get_backends() returned {offered!r}{hint}; dataflow "
+                "runs the 'numpy' backend only: add UDF.BACKEND_NUMPY to the UDF's backends"
+            )
 
 
 async def _aiter(gen: Iterator[UDFResults]) -> AsyncIterator[UDFResults]:

@@ -145,7 +145,7 @@ def run_partition(spec: RunSpec, block: np.ndarray, index: int) -> PartitionResu
         for runner in runners:
             if runner.method is UDFMethod.PARTITION:
                 uplan, stage = runner.uplan, "process_partition"
-                runner.udf.process_partition(_whole(block, sel, runner.dtype))
+                runner.udf.process_partition(_whole(spec, block, sel, runner.dtype))
         tiled = [r for r in runners if r.method is not UDFMethod.PARTITION]
         if tiled:
             _process_tiles(spec, block, sel, task, tiled, cursor)
@@ -180,9 +180,14 @@ def _annotate(e: BaseException, where: str, task: PartitionTask) -> None:
     )
 
 
-def _whole(block: np.ndarray, sel: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+def _whole(spec: RunSpec, block: np.ndarray, sel: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
     data = block if sel is None else block[sel]
-    return data.astype(dtype, copy=False)
+    corrections = spec.corrections
+    if corrections is None:
+        return data.astype(dtype, copy=False)
+    data = data.astype(dtype, copy=data is block)  # never correct the dataset's own memory
+    corrections.apply(data)
+    return data
 
 
 def _process_tiles(
@@ -195,7 +200,8 @@ def _process_tiles(
 ) -> None:
     n = task.n_frames
     native = block.dtype
-    copies = sel is not None or any(r.dtype != native for r in runners)
+    corrections = spec.corrections
+    copies = sel is not None or corrections is not None or any(r.dtype != native for r in runners)
     depth = _tile_depth(spec, runners, copies)
     scratch: dict[Any, np.ndarray] = {}
 
@@ -220,12 +226,15 @@ def _process_tiles(
             else:
                 out = buffer("gather", native, m)
                 tile = np.take(block, sel[a:b], axis=0, out=out, mode="clip")
-        converted = {native: tile}
+        # corrected tiles are always copies; plain ones only where the dtype differs
+        converted = {} if corrections is not None else {native: tile}
         for r in runners:
             data = converted.get(r.dtype)
             if data is None:
                 data = buffer(r.dtype, r.dtype, m)
                 np.copyto(data, tile, casting="unsafe")
+                if corrections is not None:
+                    corrections.apply(data)
                 converted[r.dtype] = data
             try:
                 if r.method is UDFMethod.TILE:

@@ -7,6 +7,7 @@ into one :class:`RunSpec` that travels once per graph.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import math
 import warnings
@@ -19,6 +20,7 @@ import numpy as np
 from dask.base import tokenize
 
 from dataflow.buffers import BufferWrapper
+from dataflow.corrections import CorrectionSet
 from dataflow.errors import DataflowWarning, RoiError, UDFException
 from dataflow.udf.base import UDF, UDFMeta, UDFMethod, _default_merge_message, _implements
 
@@ -26,7 +28,15 @@ if TYPE_CHECKING:
     from dataflow.dataset import DataSet, Partition
     from dataflow.shape import Shape
 
-__all__ = ["PartitionTask", "RunPlan", "RunSpec", "UDFPlan", "make_plan", "normalize_roi"]
+__all__ = [
+    "PartitionTask",
+    "RunPlan",
+    "RunSpec",
+    "UDFPlan",
+    "input_dtype",
+    "make_plan",
+    "normalize_roi",
+]
 
 _METHOD_NAMES = {
     UDFMethod.TILE: "process_tile",
@@ -90,6 +100,8 @@ class RunSpec:
     tile_depth: int | None = None
     #: seconds to sleep per tile (LiberTEM's tiledelay), or None
     tile_delay: float | None = None
+    #: detector corrections applied to every tile, or None
+    corrections: CorrectionSet | None = None
 
     #: shape of one frame
     sig_shape: tuple[int, ...] = field(init=False)
@@ -114,15 +126,8 @@ class RunSpec:
         # Always cloudpickle: the UDF classes may live in a module the workers cannot
         # import (a notebook, a test module); cloudpickle sends those by value.
         # dask.distributed would otherwise use plain pickle, which sends them by name.
-        fields = (
-            self.udfs,
-            self.dataset_shape,
-            self.dataset_dtype,
-            self.roi,
-            self.n_frames,
-            self.tasks,
-        )
-        return (_load_spec, (cloudpickle.dumps(fields),))
+        values = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.init)
+        return (_load_spec, (cloudpickle.dumps(values),))
 
 
 def _load_spec(payload: bytes) -> RunSpec:
@@ -216,17 +221,33 @@ def _tiling(udf: UDF) -> tuple[float, float]:
     return depth, size
 
 
-def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None) -> UDFPlan:
-    name = type(udf).__name__
-    if not isinstance(udf, UDF):
-        raise TypeError(f"udf is a {type(udf).__name__}; expected an instance of dataflow.udf.UDF")
-    try:
+def input_dtype(dataset_dtype: Any, udfs: Sequence[UDF], corrections: Any = None) -> np.dtype:
+    """The dtype every UDF of a run receives, as LiberTEM decides it.
+
+    ``np.result_type`` of the native dtype, float32 when corrections are applied, and
+    every UDF's ``get_preferred_input_dtype()``: UDFs that run together share one dtype.
+    """
+    dtype = np.dtype(dataset_dtype)
+    if corrections is not None and corrections.have_corrections():
+        dtype = np.result_type(np.float32, dtype)
+    for udf in udfs:
+        if not isinstance(udf, UDF):
+            raise TypeError(
+                f"udf is a {type(udf).__name__}; expected an instance of dataflow.udf.UDF"
+            )
         preferred = udf.get_preferred_input_dtype()
-        input_dtype = np.result_type(dataset.dtype, preferred)
-    except TypeError as e:
-        raise UDFException(
-            f"{name}.get_preferred_input_dtype() returned {preferred!r}, not a dtype: {e}"
-        ) from None
+        try:
+            dtype = np.result_type(preferred, dtype)
+        except TypeError as e:
+            raise UDFException(
+                f"{type(udf).__name__}.get_preferred_input_dtype() returned {preferred!r}, "
+                f"not a dtype: {e}"
+            ) from None
+    return np.dtype(dtype)
+
+
+def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None, input_dtype: np.dtype) -> UDFPlan:
+    name = type(udf).__name__
     n_nav = dataset.shape.nav.size
     for key, aux in udf.params.__dict__["_df_aux"].items():
         if aux.kind == "nav" and len(aux.raw_data) != n_nav:
@@ -263,16 +284,28 @@ def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None) -> UDFPlan:
     )
 
 
-def make_plan(dataset: DataSet, udfs: Sequence[UDF], roi: Any = None) -> RunPlan:
+def make_plan(
+    dataset: DataSet, udfs: Sequence[UDF], roi: Any = None, corrections: Any = None
+) -> RunPlan:
     """Inspect ``udfs`` on ``dataset`` with ``roi`` and list the partition tasks.
 
     Raises before any data is read: bad ROI, UDFs without a process method, invalid
-    buffer declarations, buffers other than ``kind="nav"`` without a ``merge``.
+    buffer declarations, buffers other than ``kind="nav"`` without a ``merge``,
+    corrections that do not fit the signal shape.
     """
     if not udfs:
         raise ValueError("udf is an empty list; pass at least one UDF")
     roi = normalize_roi(roi, dataset.shape.nav)
-    plans = tuple(_inspect(u, dataset, roi) for u in udfs)
+    if corrections is not None:
+        if not isinstance(corrections, CorrectionSet):
+            raise TypeError(
+                f"corrections is a {type(corrections).__name__}; expected a CorrectionSet"
+            )
+        corrections.check(tuple(dataset.shape.sig))
+        if not corrections.have_corrections():
+            corrections = None
+    dtype = input_dtype(dataset.dtype, udfs, corrections)
+    plans = tuple(_inspect(u, dataset, roi, dtype) for u in udfs)
     flat_roi = None if roi is None else roi.reshape(-1)
     tasks = []
     offset = 0
@@ -297,9 +330,14 @@ def make_plan(dataset: DataSet, udfs: Sequence[UDF], roi: Any = None) -> RunPlan
         tasks=tuple(tasks),
         tile_depth=getattr(dataset, "tile_depth", None),
         tile_delay=getattr(dataset, "tile_delay", None),
+        corrections=corrections,
     )
     token = tokenize(
-        dataset, [(t.partition.start, t.partition.stop) for t in tasks], roi, list(udfs)
+        dataset,
+        [(t.partition.start, t.partition.stop) for t in tasks],
+        roi,
+        list(udfs),
+        corrections,
     )
     label = "-".join(dict.fromkeys(p.name.lower() for p in plans))
     if len(label) > 60:

@@ -173,9 +173,10 @@ def run(
     plots: Any = None,
     plot_class: type[Live2DPlot] | None = None,
     split_every: int = 8,
+    corrections: Any = None,
 ) -> tuple[tuple[UDFResultDict, ...], list[Live2DPlot]]:
     """Run ``udfs`` over ``dataset``; the results and the plots made."""
-    plan = make_plan(dataset, udfs, roi)
+    plan = make_plan(dataset, udfs, roi, corrections)
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=True)
@@ -232,13 +233,14 @@ def run_iter(
     plots: Any = None,
     plot_class: type[Live2DPlot] | None = None,
     split_every: int = 8,
+    corrections: Any = None,
 ) -> Iterator[UDFResults]:
     """Yield partial results as partitions finish; the last one is complete.
 
     Inspection happens when this is called, so bad input raises at once; the data is
     read when the returned generator is iterated.
     """
-    plan = make_plan(dataset, udfs, roi)
+    plan = make_plan(dataset, udfs, roi, corrections)
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=False)

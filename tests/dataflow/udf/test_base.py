@@ -507,9 +507,13 @@ def test_input_dtype_rule(ctx, native, expected):
             return self.USE_NATIVE_DTYPE
 
     ds = ctx.load("memory", data=np.zeros((2, 2, 3, 3), native))
-    a, b = ctx.run_udf(dataset=ds, udf=[DtypeSpy(), NativeSpy()])
+    a = ctx.run_udf(dataset=ds, udf=DtypeSpy())
+    b = ctx.run_udf(dataset=ds, udf=NativeSpy())
     assert set(a["d"].raw_data) == {expected}
     assert set(b["d"].raw_data) == {native}
+    # UDFs of one run share one input dtype: the result_type of all their preferences
+    a, b = ctx.run_udf(dataset=ds, udf=[DtypeSpy(), NativeSpy()])
+    assert set(a["d"].raw_data) == set(b["d"].raw_data) == {expected}
 
 
 def test_method_precedence_tile_over_frame_over_partition(ctx):

@@ -1,0 +1,285 @@
+"""The ``raw`` adapter: a headerless file of C-ordered frames, as LiberTEM's ``RawFileDataSet``.
+
+Nothing in the file describes it, so ``dtype``, ``nav_shape`` and ``sig_shape`` come
+from the caller (``scan_size`` and ``detector_size`` are LiberTEM's older names) and
+``ctx.load("auto", ...)`` cannot choose this adapter. Opening reads no data, only the
+file size: the file holds ``file_size // frame_bytes`` frames, which may be more or
+fewer than ``nav_shape`` asks for (missing frames are zeros); a partial frame at the
+end is an error.
+
+Reading goes through :class:`dataflow.adapters.npy.BinaryFrameReader`: partition
+tasks read their frame ranges with ``np.fromfile``, runs with a ROI only the selected
+frames.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from dask.base import tokenize
+
+from dataflow.adapters.npy import BinaryFrameReader, reader_array
+from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout, plan_partitions
+from dataflow.errors import DataSetException
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["RawAdapter"]
+
+_NUMERIC_KINDS = "biufc"
+
+
+def _as_path(path: Any) -> Path:
+    """``path`` as an absolute :class:`~pathlib.Path`; a TypeError for anything else."""
+    if path is None:
+        raise TypeError("ctx.load('raw', ...) needs path=<path of a raw binary file>")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path is a {type(path).__name__}; expected a str or os.PathLike naming a raw file"
+        )
+    return Path(path).expanduser().absolute()
+
+
+def _as_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a numeric NumPy dtype, or a TypeError naming what was given."""
+    if dtype is None:
+        raise TypeError(
+            "ctx.load('raw', ...) needs dtype=, the dtype of the stored items, such as "
+            "'uint16' or '>f4' (a raw file does not record it)"
+        )
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"dtype is {dtype!r}, which is not a NumPy dtype ({e}); expected e.g. 'uint16', "
+            "'float32' or '>u2'"
+        ) from None
+    if dt.kind not in _NUMERIC_KINDS or dt.hasobject or dt.itemsize == 0:
+        raise TypeError(
+            f"dtype is {dtype!r} ({dt}); expected a numeric dtype (bool, integer, float or "
+            "complex) such as 'uint16' or '>f4'"
+        )
+    return dt
+
+
+def _shape(name: str, shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive integers (a TypeError or ValueError naming ``name``)."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{name} is {shape!r}; expected a tuple of positive integers")
+    out = []
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
+        out.append(int(s))
+    if not out or min(out) < 1:
+        raise ValueError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
+    return tuple(out)
+
+
+def _pick(new_name: str, new: Any, old_name: str, old: Any) -> Any:
+    """A keyword that has an older LiberTEM name: at most one of the two may be given."""
+    if new is not None and old is not None:
+        raise ValueError(
+            f"{new_name} and {old_name} are both given ({new!r}, {old!r}); {old_name} is the "
+            f"older name of {new_name}: pass only {new_name}"
+        )
+    return new if new is not None else old
+
+
+def _frame_shapes(
+    sig_shape: Any, detector_size_raw: Any, crop_detector_to: Any
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(stored, dataset)`` frame shapes from ``sig_shape`` or the crop keywords."""
+    if crop_detector_to is None and detector_size_raw is None:
+        if sig_shape is None:
+            raise TypeError(
+                "ctx.load('raw', ...) needs sig_shape=, the shape of one frame, such as "
+                "(256, 256) (detector_size= is its older name)"
+            )
+        sig = _shape("sig_shape", sig_shape)
+        return sig, sig
+    if crop_detector_to is None or detector_size_raw is None:
+        given = "crop_detector_to" if crop_detector_to is not None else "detector_size_raw"
+        raise TypeError(
+            f"{given} is given alone; pass detector_size_raw= (the stored frame shape) and "
+            "crop_detector_to= (the part of it to keep) together, or sig_shape= alone"
+        )
+    if sig_shape is not None:
+        raise ValueError(
+            f"sig_shape ({sig_shape!r}) and crop_detector_to ({crop_detector_to!r}) both give "
+            "the frame shape; pass one of them"
+        )
+    stored = _shape("detector_size_raw", detector_size_raw)
+    crop = _shape("crop_detector_to", crop_detector_to)
+    if len(crop) != len(stored) or any(c > s for c, s in zip(crop, stored, strict=True)):
+        raise ValueError(
+            f"crop_detector_to is {crop}; it must fit inside detector_size_raw {stored} "
+            "(as many dimensions, none larger)"
+        )
+    return stored, crop
+
+
+class RawAdapter:
+    """The ``raw`` source: a headerless file of C-ordered frames.
+
+    Examples
+    --------
+    >>> p = tmp_path / "scan.raw"
+    >>> np.ones((4, 6, 8, 8), dtype="uint16").tofile(p)
+    >>> ds = ctx.load("raw", path=p, dtype="uint16", nav_shape=(4, 6), sig_shape=(8, 8))
+    >>> tuple(ds.shape), ds.dtype
+    ((4, 6, 8, 8), dtype('uint16'))
+    """
+
+    name = "raw"
+    description = "a raw binary file of C-ordered frames without a header (dtype and shapes given)"
+    url = "https://libertem.github.io/LiberTEM/reference/dataset.html"
+    extensions: tuple[str, ...] = (".raw", ".bin")
+
+    @staticmethod
+    def guess_can_open(path: Any) -> bool:
+        """Always False: a raw file says nothing about itself, so it needs explicit keywords.
+
+        Examples
+        --------
+        >>> RawAdapter.guess_can_open("scan.raw")
+        False
+        """
+        return False
+
+    @staticmethod
+    def open(
+        path: str | os.PathLike[str] | None = None,
+        dtype: Any = None,
+        *,
+        scan_size: Sequence[int] | None = None,
+        detector_size: Sequence[int] | None = None,
+        enable_direct: bool = False,
+        detector_size_raw: Sequence[int] | None = None,
+        crop_detector_to: Sequence[int] | None = None,
+        tileshape: Sequence[int] | None = None,
+        nav_shape: Sequence[int] | None = None,
+        sig_shape: Sequence[int] | None = None,
+        sync_offset: int = 0,
+        io_backend: Any = None,
+        num_partitions: int | None = None,
+        partition_bytes: int = DEFAULT_PARTITION_BYTES,
+        min_partitions: int = 1,
+        dims: Sequence[str] | None = None,
+    ) -> DataSet:
+        """Open a raw binary file as a DataSet; only its size is read.
+
+        Parameters
+        ----------
+        path
+            The file: frames of ``sig_shape`` items of ``dtype``, C order, no header.
+        dtype
+            dtype of the stored items, with byte order if not native (``">u2"``).
+        nav_shape
+            Navigation shape, such as ``(scan_y, scan_x)``. It may ask for fewer frames
+            than the file holds (the rest is not read) or more (missing frames are zeros).
+        sig_shape
+            Shape of one frame, such as ``(det_y, det_x)``.
+        scan_size, detector_size
+            Older names of ``nav_shape`` and ``sig_shape``; pass one name of each.
+        detector_size_raw, crop_detector_to
+            Frames are stored with shape ``detector_size_raw``; the dataset keeps the
+            part ``crop_detector_to`` from each frame's first pixel (instead of
+            ``sig_shape``).
+        sync_offset
+            Dataset frame ``i`` is stored frame ``i + sync_offset``: positive skips
+            frames at the start, negative inserts blank frames.
+        enable_direct, io_backend, tileshape
+            Accepted for LiberTEM compatibility and ignored.
+        num_partitions
+            Number of partitions; by default about ``partition_bytes`` each.
+        partition_bytes
+            Target partition size in bytes.
+        min_partitions
+            Fewest partitions (``ctx.load`` passes the number of workers).
+        dims
+            Dimension names, navigation first.
+
+        Returns
+        -------
+        DataSet
+            Partitions on frame ranges; runs with a ROI read only the selected frames.
+
+        Raises
+        ------
+        TypeError
+            If ``dtype``, ``nav_shape`` or ``sig_shape`` is missing or ``dtype`` is not a
+            numeric NumPy dtype.
+        FileNotFoundError
+            If ``path`` does not exist.
+        DataSetException
+            If the file size is not a whole number of frames (the message gives the file
+            size and the frame size in bytes) or ``sync_offset`` is out of range.
+
+        Notes
+        -----
+        As LiberTEM's ``RawFileDataSet``, except: bytes after the last whole frame are
+        an error (LiberTEM ignores them); ``detector_size_raw`` / ``crop_detector_to``
+        crop each stored frame (LiberTEM 0.16 raises unless the two are equal); the old
+        names and ``enable_direct``/``tileshape`` give no ``FutureWarning``.
+        """
+        del enable_direct, io_backend, tileshape  # LiberTEM I/O and tiling knobs: no effect
+        p = _as_path(path)
+        dt = _as_dtype(dtype)
+        nav_arg = _pick("nav_shape", nav_shape, "scan_size", scan_size)
+        sig_arg = _pick("sig_shape", sig_shape, "detector_size", detector_size)
+        if nav_arg is None:
+            raise TypeError(
+                "ctx.load('raw', ...) needs nav_shape=, the scan shape, such as (64, 64) "
+                "(scan_size= is its older name)"
+            )
+        nav = _shape("nav_shape", nav_arg)
+        stored_sig, sig = _frame_shapes(sig_arg, detector_size_raw, crop_detector_to)
+        if not p.exists():
+            raise FileNotFoundError(f"no such raw file: {str(p)!r}")
+        if p.is_dir():
+            raise IsADirectoryError(f"{str(p)!r} is a directory; expected a raw binary file")
+        stat = p.stat()
+        frame_bytes = math.prod(stored_sig) * dt.itemsize
+        n_raw, rest = divmod(stat.st_size, frame_bytes)
+        if rest or not n_raw:
+            raise DataSetException(
+                f"{str(p)!r} has {stat.st_size} bytes, which is not a whole number of frames: "
+                f"a frame of shape {stored_sig} and dtype {dt} has {frame_bytes} bytes "
+                f"({n_raw} whole frames and {rest} bytes over). Check dtype= and sig_shape="
+            )
+        layout = make_layout(
+            (n_raw, *sig),
+            len(sig),
+            nav_shape=nav,
+            sync_offset=sync_offset,
+            source=repr(str(p)),
+        )
+        partitions = plan_partitions(
+            layout.n_frames,
+            math.prod(sig) * dt.itemsize,
+            row_length=layout.nav_shape[-1],
+            num_partitions=num_partitions,
+            min_partitions=min_partitions,
+            target_bytes=partition_bytes,
+        )
+        token = (
+            f"raw-{p}-{stat.st_size}-{stat.st_mtime_ns}-{dt.str}-{stored_sig}-{sig}-"
+            f"{layout.nav_shape}-{layout.sync_offset}"
+        )
+        reader = BinaryFrameReader(str(p), 0, dt, layout, stored_sig_shape=stored_sig)
+        sizes = tuple(part.n_frames for part in partitions)
+        return DataSet(
+            reader_array(reader, partitions, f"raw-{tokenize(token, sizes)}"),
+            nav_shape=layout.nav_shape,
+            partitions=partitions,
+            token=token,
+            dims=dims,
+            layout=layout,
+            reader=reader,
+        )

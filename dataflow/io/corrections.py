@@ -1,0 +1,5 @@
+"""LiberTEM import path for :class:`~dataflow.corrections.CorrectionSet`."""
+
+from dataflow.corrections import CorrectionSet, RepairValueError
+
+__all__ = ["CorrectionSet", "RepairValueError"]
