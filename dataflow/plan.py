@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,8 @@ from dask.base import tokenize
 
 from dataflow.buffers import BufferWrapper
 from dataflow.corrections import CorrectionSet
-from dataflow.errors import DataflowWarning, RoiError, UDFException
+from dataflow.errors import UDFException
+from dataflow.roi import normalize_roi
 from dataflow.udf.base import UDF, UDFMeta, UDFMethod, _default_merge_message, _implements
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ __all__ = [
     "UDFPlan",
     "input_dtype",
     "make_plan",
-    "normalize_roi",
 ]
 
 _METHOD_NAMES = {
@@ -144,31 +143,6 @@ class RunPlan:
     user_udfs: tuple[UDF, ...]
     token: str
     label: str
-
-
-def normalize_roi(roi: Any, nav_shape: Sequence[int]) -> np.ndarray | None:
-    """A private boolean copy of ``roi`` in the navigation shape, or ``None``.
-
-    Raises
-    ------
-    RoiError
-        If the size of ``roi`` differs from the navigation size.
-    """
-    if roi is None:
-        return None
-    nav_shape = tuple(nav_shape)
-    arr = np.asarray(roi)
-    if arr.dtype == object:
-        raise TypeError(f"roi is a {type(roi).__name__}; expected a boolean NumPy array")
-    if arr.size != math.prod(nav_shape):
-        raise RoiError(f"roi has shape {arr.shape}; the navigation shape is {nav_shape}")
-    if arr.dtype != bool:
-        warnings.warn(
-            f"roi has dtype {arr.dtype}; it is converted to bool (non-zero selects a frame)",
-            DataflowWarning,
-            stacklevel=4,
-        )
-    return np.array(arr, dtype=bool, copy=True).reshape(nav_shape)
 
 
 def _validate_buffers(udf: UDF, decls: Any) -> dict[str, BufferWrapper]:

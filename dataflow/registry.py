@@ -15,6 +15,7 @@ once; modules are imported only when their adapter is requested.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -96,21 +97,84 @@ def get_adapter(name: str) -> Any:
     return _load(key)
 
 
+def _guess_order() -> list[str]:
+    """Adapter names for ``auto``: this package's own first, then third-party ones, by name."""
+    eps = _entry_points()
+    return sorted(eps, key=lambda n: (not eps[n].value.startswith("dataflow."), n))
+
+
 def guess_adapter(path: Any) -> Any:
-    """The first adapter that claims ``path``, by ``guess_can_open`` or file extension."""
-    text = str(path).lower().rstrip("/")
-    for name in list_adapters():
+    """The first adapter that claims ``path``, by ``guess_can_open`` or file extension.
+
+    The adapters of this package are asked first, then third-party ones, each in order
+    of name. An adapter that fails to import or whose ``guess_can_open`` raises is
+    skipped with a :class:`~dataflow.errors.DataflowWarning`.
+
+    Raises
+    ------
+    AdapterNotFoundError
+        If no adapter claims ``path``; the message lists the adapters and the file
+        extensions they recognise, and says which need an explicit filetype.
+    FileNotFoundError
+        If no adapter claims ``path`` and it does not exist.
+
+    Examples
+    --------
+    >>> guess_adapter("scan.npy").name
+    'npy'
+    """
+    text = str(path).lower().rstrip("/\\")
+    known: list[str] = []
+    by_extension: list[str] = []
+    for name in _guess_order():
         try:
             adapter = _load(name)
-        except ImportError:
+        except Exception as e:  # noqa: BLE001 (a broken plugin must not stop the others)
+            warnings.warn(
+                f"the {name!r} adapter ({_entry_points()[name].value}) is skipped while "
+                f"guessing the filetype of {str(path)!r}: it could not be loaded ({e})",
+                DataflowWarning,
+                stacklevel=2,
+            )
             continue
+        extensions = tuple(getattr(adapter, "extensions", ()) or ())
+        if extensions:
+            known.append(f"{name} ({', '.join(extensions)})")
         guess = getattr(adapter, "guess_can_open", None)
-        if guess is not None:
+        if guess is None:
+            if any(text.endswith(ext.lower()) for ext in extensions):
+                return adapter
+            continue
+        try:
             if guess(path):
                 return adapter
-        elif any(text.endswith(ext) for ext in getattr(adapter, "extensions", ())):
-            return adapter
+        except Exception as e:  # noqa: BLE001 (a broken plugin must not stop the others)
+            warnings.warn(
+                f"the {name!r} adapter's guess_can_open raised {type(e).__name__}: {e} for "
+                f"{str(path)!r}; it is skipped",
+                DataflowWarning,
+                stacklevel=2,
+            )
+            continue
+        if name != "raw" and any(text.endswith(ext.lower()) for ext in extensions):
+            by_extension.append(name)
+    local = isinstance(path, (str, os.PathLike)) and "://" not in str(path)
+    if local and not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or directory: {str(path)!r}")
+    hints = []
+    if by_extension:
+        hints.append(
+            f"its extension belongs to {', '.join(repr(n) for n in by_extension)}, which "
+            "cannot recognise files by themselves: pass the filetype and its keywords"
+        )
+    if "raw" in _entry_points():
+        hints.append(
+            "raw binary files are never recognised (they carry no description): use "
+            "ctx.load('raw', path=..., dtype=..., nav_shape=..., sig_shape=...)"
+        )
     raise AdapterNotFoundError(
-        f"no adapter recognises {str(path)!r}; pass the filetype explicitly, one of "
-        f"{', '.join(list_adapters())}"
+        f"no adapter recognises {str(path)!r}; pass the filetype explicitly. File "
+        f"extensions of the installed adapters: {'; '.join(known) or 'none'}. "
+        + "".join(f"{h[0].upper()}{h[1:]}. " for h in hints)
+        + f"All filetypes: {', '.join(list_adapters())}"
     )
