@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
 from dataflow.errors import ExecutorSpecException
 from dataflow.executor.base import JobExecutor
 from dataflow.graph import DEFAULT_SPLIT_EVERY
 from dataflow.registry import get_adapter, guess_adapter
-from dataflow.run import run, run_iter
+from dataflow.run import ResultGenerator, run, run_iter
 from dataflow.udf.base import UDF
 
 if TYPE_CHECKING:
@@ -287,7 +287,7 @@ class Context:
         sync: bool = True,
         *,
         split_every: int | None = None,
-    ) -> Iterator[UDFResults] | AsyncIterator[UDFResults]:
+    ) -> ResultGenerator | AsyncResultGenerator:
         """Partial results while the run goes on; the last one is complete.
 
         Each item has ``.buffers`` (one result mapping per UDF) and ``.damage`` (the
@@ -309,7 +309,7 @@ class Context:
         )
         if sync:
             return gen
-        return _aiter(gen)
+        return AsyncResultGenerator(gen)
 
 
 def check_backends(udfs: Iterable[UDF], backends: Any) -> None:
@@ -341,13 +341,33 @@ def check_backends(udfs: Iterable[UDF], backends: Any) -> None:
             )
 
 
-async def _aiter(gen: Iterator[UDFResults]) -> AsyncIterator[UDFResults]:
-    done = object()
-    try:
-        while True:
-            item = await asyncio.to_thread(next, gen, done)
-            if item is done:
-                return
-            yield item
-    finally:
-        await asyncio.to_thread(gen.close)
+class AsyncResultGenerator:
+    """What ``run_udf_iter(..., sync=False)`` returns: an async iterator of partial results.
+
+    The run's steps happen in a worker thread, so the event loop stays free.
+    """
+
+    def __init__(self, gen: ResultGenerator) -> None:
+        self._gen = gen
+
+    def __aiter__(self) -> AsyncResultGenerator:
+        return self
+
+    async def __anext__(self) -> UDFResults:
+        done = object()
+        item = await asyncio.to_thread(next, self._gen, done)
+        if item is done:
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Stop the run: partitions not yet started are cancelled."""
+        await asyncio.to_thread(self._gen.close)
+
+    async def athrow(self, *args: Any) -> UDFResults:
+        """Raise an exception inside the run."""
+        return await asyncio.to_thread(self._gen.throw, *args)
+
+    async def update_parameters_experimental(self, parameters: Any) -> None:
+        """See :meth:`dataflow.run.ResultGenerator.update_parameters_experimental`."""
+        self._gen.update_parameters_experimental(parameters)

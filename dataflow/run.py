@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from dataflow.buffers import BufferWrapper
 from dataflow.errors import UDFRunCancelled
+from dataflow.executor.base import JobCancelledError
 from dataflow.graph import build_graph
 from dataflow.merge import (
     Accumulator,
@@ -32,9 +34,10 @@ from dataflow.plan import make_plan
 from dataflow.plot import make_plots
 from dataflow.progress import ProgressState, make_reporter
 from dataflow.results import BufferResult, ResultContext, UDFResultDict, UDFResults, wrap
+from dataflow.udf.base import UDFKwargsWrapper
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from dataflow.dataset import DataSet
     from dataflow.executor.base import JobExecutor
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from dataflow.plot import Live2DPlot
     from dataflow.udf.base import UDF
 
-__all__ = ["run", "run_iter"]
+__all__ = ["ResultGenerator", "run", "run_iter"]
 
 _DAMAGE = BufferWrapper("nav", dtype=bool)
 
@@ -182,15 +185,18 @@ def run(
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=True)
     context = _context(plan)
     if tracker.reporter is None and not live:
-        collected = executor.get(dsk, graph.final_key)
+        with _cancellation(lambda: 0):
+            collected = executor.get(dsk, graph.final_key)
         return wrap(collected, context, None, _udf_attrs(plan)), []
     fold = _ClientFold(plan.spec) if live else None
     tracker.start()
+    stream = executor.stream(dsk, graph.partition_keys, graph.final_key, want_data=fold is not None)
     try:
-        for event in executor.stream(
-            dsk, graph.partition_keys, graph.final_key, want_data=fold is not None
-        ):
-            if event[0] == "partition":
+        with _cancellation(lambda: tracker.done):
+            for event in stream:
+                if event[0] == "final":
+                    collected = event[1]
+                    continue
                 tracker.partition(event[1])
                 if fold is not None:
                     fold.add(event[2])
@@ -199,8 +205,6 @@ def run(
                     partial = _results(plan, lazy, damage)
                     for i, plot in live:
                         plot.new_data(partial, i)
-            else:
-                collected = event[1]
     finally:
         tracker.end()
     results = wrap(collected, context, None, _udf_attrs(plan))
@@ -234,7 +238,7 @@ def run_iter(
     plot_class: type[Live2DPlot] | None = None,
     split_every: int = 8,
     corrections: Any = None,
-) -> Iterator[UDFResults]:
+) -> ResultGenerator:
     """Yield partial results as partitions finish; the last one is complete.
 
     Inspection happens when this is called, so bad input raises at once; the data is
@@ -244,11 +248,92 @@ def run_iter(
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=False)
-    return _iterate(executor, plan, graph, dsk, tracker, live)
+    return ResultGenerator(_iterate(executor, plan, graph, dsk, tracker, live), plan, executor)
+
+
+class ResultGenerator:
+    """What ``run_udf_iter`` returns: partial results, and control over the run.
+
+    Iterate it for :class:`~dataflow.results.UDFResults`; ``close()`` cancels the
+    partitions not yet started; ``update_parameters_experimental`` changes the UDFs'
+    parameters for the partitions that start after the call (LiberTEM's API).
+    """
+
+    def __init__(self, gen: Iterator[UDFResults], plan: RunPlan, executor: JobExecutor) -> None:
+        self._gen = gen
+        self._plan = plan
+        self._executor = executor
+
+    def __iter__(self) -> ResultGenerator:
+        return self
+
+    def __next__(self) -> UDFResults:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop the run: partitions not yet started are cancelled."""
+        self._gen.close()
+
+    def throw(self, *args: Any) -> UDFResults:
+        """Raise an exception inside the run (as ``generator.throw``)."""
+        return self._gen.throw(*args)
+
+    def update_parameters_experimental(self, parameters: Sequence[Mapping[str, Any]]) -> None:
+        """New keyword arguments for the UDFs, one dict per UDF, for partitions to come.
+
+        Partitions start in step with iteration (one per worker ahead of the
+        consumer), so a call between two iterations affects every later partition.
+        Supported on dask's local schedulers; a cluster's workers hold their own copy
+        of the UDFs, so there it raises ``NotImplementedError``.
+        """
+        if isinstance(self._executor, _cluster_executors()):
+            raise NotImplementedError(
+                "update_parameters_experimental is not supported on a dask.distributed "
+                "cluster; start a new run with the new parameters instead"
+            )
+        udfs = self._plan.spec.udfs
+        if len(parameters) != len(udfs):
+            raise ValueError(
+                f"parameters has {len(parameters)} entries; the run has {len(udfs)} UDFs"
+            )
+        for uplan, new in zip(udfs, parameters, strict=True):
+            kwargs = {**uplan.udf._kwargs, **new}
+            _reset_kwargs(uplan.udf, kwargs)
+
+
+def _reset_kwargs(udf: UDF, kwargs: Mapping[str, Any]) -> None:
+    """Point a UDF's clean-copy keywords at ``kwargs``: later ``copy()`` calls use them."""
+    udf._kwargs = dict(kwargs)
+    udf.params = UDFKwargsWrapper(kwargs)
+
+
+def _cluster_executors() -> tuple[type, ...]:
+    from dataflow.executor.dask import DaskJobExecutor
+
+    return (DaskJobExecutor,)
 
 
 def _dead() -> None:
     return None
+
+
+def _is_cancellation(e: BaseException) -> bool:
+    """A UDF or source raised JobCancelledError, or the cluster cancelled the run's tasks."""
+    return isinstance(e, JobCancelledError) or type(e).__name__ in (
+        "CancelledError",
+        "FutureCancelledError",
+    )
+
+
+@contextlib.contextmanager
+def _cancellation(done: Callable[[], int]) -> Iterator[None]:
+    """Turn a cancelled run into UDFRunCancelled, saying how far it got."""
+    try:
+        yield
+    except Exception as e:
+        if _is_cancellation(e):
+            raise UDFRunCancelled(f"UDF run cancelled after {done()} partitions") from e
+        raise
 
 
 def _iterate(
@@ -265,7 +350,9 @@ def _iterate(
     seen = 0
     tracker.start()
     try:
-        stream = executor.stream(dsk, graph.partition_keys, graph.final_key, want_data=True)
+        stream = executor.stream(
+            dsk, graph.partition_keys, graph.final_key, want_data=True, lockstep=True
+        )
         for event in stream:
             if event[0] == "partition":
                 seen += 1
@@ -289,10 +376,8 @@ def _iterate(
                 for i, plot in live:
                     plot.new_data(final, i, force=True)
                 yield final
-    except GeneratorExit:
-        raise
-    except BaseException as e:
-        if type(e).__name__ in ("_Cancelled", "CancelledError"):
+    except Exception as e:
+        if _is_cancellation(e):
             raise UDFRunCancelled(f"UDF run cancelled after {seen} partitions") from e
         raise
     finally:

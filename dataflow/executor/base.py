@@ -22,7 +22,13 @@ from dask.callbacks import Callback
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-__all__ = ["JobExecutor", "LocalSchedulerExecutor", "StreamEvent", "cpu_count"]
+__all__ = [
+    "JobCancelledError",
+    "JobExecutor",
+    "LocalSchedulerExecutor",
+    "StreamEvent",
+    "cpu_count",
+]
 
 #: ("partition", task index, PartitionResult or None) or ("final", value)
 StreamEvent = tuple[Any, ...]
@@ -47,9 +53,18 @@ class JobExecutor:
         raise NotImplementedError
 
     def stream(
-        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+        self,
+        dsk: Mapping,
+        partition_keys: Sequence[Any],
+        final_key: Any,
+        *,
+        want_data: bool,
+        lockstep: bool = False,
     ) -> Iterator[StreamEvent]:
-        """Events per finished partition (with its result if ``want_data``), then the final value."""
+        """Events per finished partition (with its result if ``want_data``), then the final value.
+
+        ``lockstep`` asks the executor not to run far ahead of the consumer.
+        """
         raise NotImplementedError
 
     @property
@@ -62,6 +77,14 @@ class JobExecutor:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} workers={self.n_workers}>"
+
+
+class JobCancelledError(Exception):
+    """Raised by a UDF or a data source to cancel the run it is part of.
+
+    The run then raises :class:`~dataflow.errors.UDFRunCancelled` (LiberTEM:
+    ``libertem.common.executor.JobCancelledError``).
+    """
 
 
 class _Cancelled(Exception):
@@ -77,14 +100,18 @@ class _Feed(Callback):
         out: queue.SimpleQueue,
         want_data: bool,
         cancel: threading.Event,
+        window: threading.Semaphore | None,
     ) -> None:
         super().__init__()
         self._index = index
         self._out = out
         self._want_data = want_data
         self._cancel = cancel
+        self._window = window
 
     def _pretask(self, key: Any, dsk: Any, state: Any) -> None:
+        if self._window is not None and key in self._index:
+            self._window.acquire()  # wait until the consumer has taken enough results
         if self._cancel.is_set():
             raise _Cancelled
 
@@ -104,16 +131,35 @@ class LocalSchedulerExecutor(JobExecutor):
         return self._get_function()(dsk, key)
 
     def stream(
-        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+        self,
+        dsk: Mapping,
+        partition_keys: Sequence[Any],
+        final_key: Any,
+        *,
+        want_data: bool,
+        lockstep: bool = False,
     ) -> Iterator[StreamEvent]:
+        """Run the graph in a background thread; yield its partition events as they come.
+
+        With ``lockstep``, a partition task starts only while fewer than ``n_workers``
+        finished partitions wait for the consumer: ``run_udf_iter`` on the synchronous
+        scheduler then processes one partition per step, as LiberTEM's inline executor
+        does, so parameter updates between steps take effect at the next partition.
+        """
         events: queue.SimpleQueue = queue.SimpleQueue()
         cancel = threading.Event()
-        feed = _Feed({k: i for i, k in enumerate(partition_keys)}, events, want_data, cancel)
+        window = threading.Semaphore(self.n_workers) if lockstep else None
+        index = {k: i for i, k in enumerate(partition_keys)}
+        feed = _Feed(index, events, want_data, cancel, window)
         get = self._get_function()
 
         def run() -> None:
             try:
-                events.put(("final", get(dsk, final_key, callbacks=[feed._callback])))
+                # chunksize=1: the scheduler prepares one task per free worker at a time,
+                # so waiting for the window in _pretask never holds back finished results
+                # (the multiprocessing scheduler batches 6 tasks per worker by default)
+                value = get(dsk, final_key, callbacks=[feed._callback], chunksize=1)
+                events.put(("final", value))
             except BaseException as e:  # noqa: BLE001 (handed to the consumer, raised there)
                 events.put(("error", e))
 
@@ -127,6 +173,11 @@ class LocalSchedulerExecutor(JobExecutor):
                 yield event
                 if event[0] == "final":
                     return
+                if window is not None:
+                    window.release()  # the consumer asks for more: one more may start
         finally:
             cancel.set()
+            if window is not None:
+                for _ in range(len(partition_keys) + 1):
+                    window.release()  # unblock a waiting scheduler so it sees the cancel
             worker.join()

@@ -136,7 +136,13 @@ class DaskJobExecutor(JobExecutor):
         return self.client.get(dict(dsk), key, sync=True)
 
     def stream(
-        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+        self,
+        dsk: Mapping,
+        partition_keys: Sequence[Any],
+        final_key: Any,
+        *,
+        want_data: bool,
+        lockstep: bool = False,
     ) -> Iterator[StreamEvent]:
         return client_stream(self.client, dsk, partition_keys, final_key, want_data=want_data)
 

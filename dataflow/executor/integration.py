@@ -70,12 +70,20 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
         return value(dsk, key)
 
     def stream(
-        self, dsk: Mapping, partition_keys: Sequence[Any], final_key: Any, *, want_data: bool
+        self,
+        dsk: Mapping,
+        partition_keys: Sequence[Any],
+        final_key: Any,
+        *,
+        want_data: bool,
+        lockstep: bool = False,
     ) -> Iterator[StreamEvent]:
         kind, value = self._current()
         if kind == "client":
             return client_stream(value, dsk, partition_keys, final_key, want_data=want_data)
-        return super().stream(dsk, partition_keys, final_key, want_data=want_data)
+        return super().stream(
+            dsk, partition_keys, final_key, want_data=want_data, lockstep=lockstep
+        )
 
     @property
     def n_workers(self) -> int:

@@ -195,3 +195,83 @@ def test_plot_objects_are_updated_with_partial_results(ctx, data):
     ctx.run_udf(dataset=ds, udf=udf, plots=[plot])
     assert plot.n_updates == 5  # four partitions, then the final result
     np.testing.assert_allclose(plot.data, data.sum(axis=(2, 3)), rtol=1e-5)
+
+
+class CancelsAt(UDF):
+    """Raises JobCancelledError in the partition that holds frame ``at``."""
+
+    def __init__(self, at=0):
+        super().__init__(at=at)
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_frame(self, frame):
+        if self.meta.slice.origin[0] == self.params.at:
+            from dataflow.executor.base import JobCancelledError
+
+            raise JobCancelledError("the detector stopped sending")
+        self.results.x[:] = 1
+
+
+@pytest.mark.parametrize("how", ["run_udf", "run_udf_iter", "progress"])
+def test_job_cancelled_error_surfaces_as_udf_run_cancelled(ctx, data, how):
+    from dataflow.errors import UDFRunCancelled
+
+    ds = ctx.load("memory", data=data, num_partitions=4)
+    runs = {
+        "run_udf": lambda: ctx.run_udf(dataset=ds, udf=CancelsAt(at=40)),
+        "progress": lambda: ctx.run_udf(dataset=ds, udf=CancelsAt(at=40), progress=Recorder()),
+        "run_udf_iter": lambda: list(ctx.run_udf_iter(dataset=ds, udf=CancelsAt(at=40))),
+    }
+    with pytest.raises(UDFRunCancelled, match=r"UDF run cancelled after \d+ partitions"):
+        runs[how]()
+
+
+class Scaled(UDF):
+    def __init__(self, factor=1.0):
+        super().__init__(factor=factor)
+
+    def get_result_buffers(self):
+        return {"x": self.buffer(kind="nav")}
+
+    def process_frame(self, frame):
+        self.results.x[:] = self.params.factor
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_update_parameters_between_partitions(data, executor):
+    from dataflow.api import Context
+
+    with Context.make_with(executor, cpus=2) as ctx:
+        ds = ctx.load("memory", data=data, num_partitions=8)
+        gen = ctx.run_udf_iter(dataset=ds, udf=Scaled(factor=1.0))
+        first = next(gen)
+        gen.update_parameters_experimental([{"factor": 5.0}])
+        *_, last = gen
+        values = last.buffers[0]["x"].raw_data
+        done_first = int(first.damage.raw_data.sum())
+        # partitions that had started before the update keep factor 1; at most one per
+        # worker runs ahead of the consumer
+        ahead = ctx.executor.n_workers * 8
+        assert set(np.unique(values)) == {1.0, 5.0}
+        assert done_first <= np.count_nonzero(values == 1.0) <= done_first + ahead
+        with pytest.raises(ValueError, match="parameters has 2 entries; the run has 1 UDFs"):
+            gen.update_parameters_experimental([{}, {}])
+
+
+def test_inline_iteration_is_lockstep(ctx, data):
+    started = []
+
+    class Log(UDF):
+        def get_result_buffers(self):
+            return {"x": self.buffer(kind="nav")}
+
+        def process_tile(self, tile):
+            started.append(self.meta.slice.origin[0])
+
+    ds = ctx.load("memory", data=data, num_partitions=4)
+    gen = ctx.run_udf_iter(dataset=ds, udf=Log())
+    next(gen)
+    assert len(started) <= 2  # the first partition, and at most one ahead
+    gen.close()
