@@ -70,7 +70,7 @@ def as_path(path: Any, filetype: str, what: str = "file") -> Path:
     >>> as_path(3, "mib")
     Traceback (most recent call last):
     ...
-    TypeError: path is a int; expected a str or os.PathLike naming a mib file
+    TypeError: path is a int; expected a str or os.PathLike naming a file
     """
     if path is None:
         raise TypeError(f"ctx.load({filetype!r}, ...) needs path=<path of a {what}>")
@@ -175,7 +175,7 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     text = str(value).strip()
-    return "" if text in ("<undefined>", "None", "t.Undefined") else text
+    return "" if text in ("<undefined>", "None", "t.Undefined", "[]") else text
 
 
 def _number(value: Any, default: float) -> float:

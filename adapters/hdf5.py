@@ -182,7 +182,8 @@ class H5FrameReader:
             setattr(self, name, value)
 
     def __dask_tokenize__(self) -> Any:
-        return (type(self).__name__, *self.__getstate__())
+        state = {name: getattr(self, name) for name in self.__slots__ if name != "dtype"}
+        return (type(self).__name__, *state.items(), self.dtype.str)
 
     def __repr__(self) -> str:
         return (
@@ -360,7 +361,7 @@ class HDF5Adapter:
         with f:
             ds_path, dset = _find_dataset(f, repr(str(p)), ds_path, int(sig_dims))
             shape = tuple(int(s) for s in dset.shape)
-            dtype = np.dtype(dset.dtype)
+            dtype = np.dtype(dset.dtype.str)  # h5py spells native byte order out ("<")
             chunks = None if dset.chunks is None else tuple(int(c) for c in dset.chunks)
         where = f"the HDF5 dataset {ds_path!r} in {str(p)!r}"
         if dtype.kind not in _NUMERIC_KINDS:

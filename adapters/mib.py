@@ -209,7 +209,8 @@ def read_hdr(path: str | os.PathLike[str]) -> dict[str, str]:
     return out
 
 
-def _nav_shape_from_hdr(hdr: dict[str, str], path: Path) -> tuple[int, ...] | None:
+def _nav_shape_from_hdr(hdr: dict[str, str]) -> tuple[int, ...] | None:
+    """The scan shape an acquisition header gives, as LiberTEM reads it; None if none."""
     try:
         if "ScanX" in hdr and "ScanY" in hdr:
             return (int(hdr["ScanY"]), int(hdr["ScanX"]))
@@ -219,7 +220,7 @@ def _nav_shape_from_hdr(hdr: dict[str, str], path: Path) -> tuple[int, ...] | No
         return None
     if frames < 1:
         return None
-    if per_trigger <= 1 or frames % per_trigger:
+    if per_trigger < 1:
         return (frames,)
     return (frames // per_trigger, per_trigger)
 
@@ -227,17 +228,16 @@ def _nav_shape_from_hdr(hdr: dict[str, str], path: Path) -> tuple[int, ...] | No
 def _mib_files(p: Path, disable_glob: bool) -> list[Path]:
     """The .mib files of a data set named by ``p`` (a .mib file or the .hdr file)."""
     suffix = p.suffix.lower()
+    check_file(p, "mib .hdr" if suffix == ".hdr" else "mib")
     if suffix not in (".mib", ".hdr"):
         raise DataSetException(
             f"path is {str(p)!r}; expected a .mib file or the .hdr file of a MIB data set"
         )
     if suffix == ".mib":
-        check_file(p, "mib")
         if disable_glob:
             return [p]
         prefix = re.sub(r"[0-9]+$", "", p.stem)
     else:
-        check_file(p, "mib .hdr")
         prefix = p.stem
     found = [
         q
@@ -384,7 +384,7 @@ class MIBAdapter:
         if nav_shape is None:
             hdr = p if p.suffix.lower() == ".hdr" else p.with_suffix(".hdr")
             if hdr.is_file():
-                nav_shape = _nav_shape_from_hdr(read_hdr(hdr), hdr)
+                nav_shape = _nav_shape_from_hdr(read_hdr(hdr))
         layout = make_layout(
             (n_raw, *first.sig_shape),
             2,

@@ -201,7 +201,8 @@ class BinaryFrameReader:
             setattr(self, name, value)
 
     def __dask_tokenize__(self) -> Any:
-        return (type(self).__name__, *self.__getstate__())
+        state = {name: getattr(self, name) for name in self.__slots__ if name != "dtype"}
+        return (type(self).__name__, *state.items(), self.dtype.str, self.dtype.descr)
 
     def __repr__(self) -> str:
         return (
@@ -233,31 +234,33 @@ class BinaryFrameReader:
             )
         return self._crop(data)
 
+    def _load_pickled(self) -> np.ndarray:
+        """All stored frames of an object-dtype ``.npy``: pickled, so no offsets."""
+        return self._crop(np.load(self.path, allow_pickle=True).reshape(-1))
+
     def __call__(self, start: int, stop: int, mask: np.ndarray | None = None) -> np.ndarray:
         """Dataset frames ``start:stop``, reading only those where ``mask`` is True."""
         layout, sig = self.layout, tuple(self.layout.sig_shape)
-        runs = mask_runs(mask, stop - start)
-        if self.pickled:  # object arrays are pickled: no offsets, load it all
-            stored = self._crop(np.load(self.path, allow_pickle=True).reshape(-1))
         if mask is None:  # the whole range: one read, padded with zero frames
             a, b, pre, post = layout.raw_window(start, stop)
-            if self.pickled:
-                block = np.array(stored[a:b])
-            elif a == b:
+            if a == b:
                 block = np.empty((0, *sig), dtype=self.dtype)
+            elif self.pickled:
+                block = np.array(self._load_pickled()[a:b])
             else:
                 with open(self.path, "rb") as f:
                     block = self._read(f, a, b)
             return np.ascontiguousarray(pad_frames(block, pre, post, sig))
         out = np.zeros((stop - start, *sig), dtype=self.dtype)
         windows = []
-        for i0, i1 in runs:
+        for i0, i1 in mask_runs(mask, stop - start):
             a, b, pre, _ = layout.raw_window(start + i0, start + i1)
             if a < b:
                 windows.append((i0 + pre, a, b))
         if not windows:
             return out
         if self.pickled:
+            stored = self._load_pickled()
             for pos, a, b in windows:
                 out[pos : pos + b - a] = stored[a:b]
             return out
@@ -354,12 +357,14 @@ class NPYAdapter:
         path
             The ``.npy`` file, C order.
         sig_dims
-            Number of trailing dimensions of the stored array that form a frame;
-            ``len(sig_shape)`` if ``sig_shape`` is given, else 2.
+            Number of trailing axes of the stored array that form a frame, 2 by
+            default; with ``sig_shape``, it must equal ``len(sig_shape)`` if given.
         nav_shape
             Navigation shape of the dataset; by default the stored array's shape
-            without its last ``sig_dims`` axes. It may hold fewer frames than the file
-            (the rest is not read) or more (the missing frames are zeros).
+            without its frame axes: the last ``sig_dims``, or with ``sig_shape`` alone
+            the most trailing axes that hold as many items as ``sig_shape`` (if no axes
+            do, all frames in one axis). It may hold fewer frames than the file (the
+            rest is not read) or more (the missing frames are zeros).
         sig_shape
             Frame shape of the dataset; by default the stored one. The file is read
             as a run of frames of this shape, in C order from the start of the data,
@@ -401,10 +406,10 @@ class NPYAdapter:
 
         Notes
         -----
-        As LiberTEM's ``NPYDataSet``, except: ``sig_dims`` follows ``sig_shape`` when
-        only ``sig_shape`` is given (LiberTEM raises unless both agree), and items left
-        over after the last whole frame of ``sig_shape`` are an error (LiberTEM drops
-        them silently).
+        As LiberTEM's ``NPYDataSet``, except: ``sig_shape`` alone may have any number of
+        dimensions (LiberTEM raises unless it agrees with ``sig_dims``, default 2), and
+        items left over after the last whole frame of ``sig_shape`` are an error
+        (LiberTEM drops them silently).
         """
         del io_backend  # LiberTEM's I/O backends have no counterpart here
         p = _as_path(path)
@@ -419,14 +424,14 @@ class NPYAdapter:
                 f"{str(p)!r} holds an array of dtype {dtype} (Python objects, pickled); "
                 "pass allow_pickle=True to load it, for files you trust only"
             )
-        if sig_dims is None:
-            sig_dims = 2 if sig_shape is None else len(_shape_arg("sig_shape", sig_shape))
-        sig_dims = check_sig_dims(sig_dims, shape, repr(str(p)))
-        if sig_shape is not None and len(_shape_arg("sig_shape", sig_shape)) != sig_dims:
-            raise DataSetException(
-                f"sig_shape is {tuple(sig_shape)!r} ({len(tuple(sig_shape))} dimensions); "
-                f"sig_dims is {sig_dims}. Pass matching values, or only one of them"
-            )
+        sig = None if sig_shape is None else _shape_arg("sig_shape", sig_shape)
+        if sig_dims is not None or sig is None:
+            sig_dims = check_sig_dims(2 if sig_dims is None else sig_dims, shape, repr(str(p)))
+            if sig is not None and len(sig) != sig_dims:
+                raise DataSetException(
+                    f"sig_shape is {sig} ({len(sig)} dimensions); sig_dims is {sig_dims}. "
+                    "Pass matching values, or only sig_shape"
+                )
         stat = p.stat()
         nbytes = math.prod(shape) * dtype.itemsize
         if not dtype.hasobject and stat.st_size != offset + nbytes:
@@ -437,8 +442,10 @@ class NPYAdapter:
             )
         if 0 in shape:
             raise DataSetException(f"{str(p)!r} holds an empty array of shape {shape}")
-        stored_sig = shape[-sig_dims:]
-        sig = stored_sig if sig_shape is None else _shape_arg("sig_shape", sig_shape)
+        if sig is None:
+            sig = shape[-sig_dims:]
+        elif sig_dims is None:  # the stored frame: the trailing axes with sig's item count
+            sig_dims = _stored_sig_dims(shape, math.prod(sig))
         items, frame_items = math.prod(shape), math.prod(sig)
         if items % frame_items:
             raise DataSetException(
@@ -446,10 +453,13 @@ class NPYAdapter:
                 f"{items} items (shape {shape}), which is {items // frame_items} frames and "
                 f"{items % frame_items} items more. Pass a sig_shape that divides the data"
             )
+        n_raw = items // frame_items
+        if nav_shape is None:
+            nav_shape = shape[:-sig_dims] if sig_dims else (n_raw,)
         layout = make_layout(
-            (items // frame_items, *sig),
+            (n_raw, *sig),
             len(sig),
-            nav_shape=shape[:-sig_dims] if nav_shape is None else nav_shape,
+            nav_shape=nav_shape,
             sync_offset=sync_offset,
             source=repr(str(p)),
         )
@@ -487,6 +497,14 @@ def _shape_arg(name: str, shape: Any) -> tuple[int, ...]:
     if not out or min(out) < 1:
         raise ValueError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
     return tuple(out)
+
+
+def _stored_sig_dims(shape: tuple[int, ...], frame_items: int) -> int | None:
+    """Most trailing axes of ``shape`` (leaving one) that hold ``frame_items`` items, or None."""
+    for k in range(len(shape) - 1, 0, -1):
+        if math.prod(shape[-k:]) == frame_items:
+            return k
+    return None
 
 
 def _layout_key(layout: FrameLayout) -> str:

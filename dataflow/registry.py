@@ -34,22 +34,30 @@ _BUILTIN = {
 }
 
 
+def _own(ep: EntryPoint) -> bool:
+    """Whether an entry point names one of this package's adapters."""
+    return ep.value.startswith("dataflow.")
+
+
 @functools.cache
 def _entry_points() -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {
         name: EntryPoint(name=name, value=value, group=GROUP) for name, value in _BUILTIN.items()
     }
-    seen: dict[str, str] = {}
     for ep in entry_points(group=GROUP):
-        if ep.name in seen and seen[ep.name] != ep.value:
+        kept = found.get(ep.name)
+        if kept is not None and kept.value != ep.value:
+            # this package's own adapters win; among third-party ones, the first found
+            if _own(ep) and not _own(kept):
+                kept, ep = ep, kept
+                found[ep.name] = kept
             warnings.warn(
-                f"two adapters are registered as {ep.name!r}: {seen[ep.name]} and {ep.value}; "
-                f"using {seen[ep.name]}",
+                f"two adapters are registered as {ep.name!r}: {kept.value} and {ep.value}; "
+                f"using {kept.value}",
                 DataflowWarning,
                 stacklevel=2,
             )
             continue
-        seen[ep.name] = ep.value
         found[ep.name] = ep
     return found
 
@@ -100,7 +108,7 @@ def get_adapter(name: str) -> Any:
 def _guess_order() -> list[str]:
     """Adapter names for ``auto``: this package's own first, then third-party ones, by name."""
     eps = _entry_points()
-    return sorted(eps, key=lambda n: (not eps[n].value.startswith("dataflow."), n))
+    return sorted(eps, key=lambda n: (not _own(eps[n]), n))
 
 
 def guess_adapter(path: Any) -> Any:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import dataflow
-from dataflow.adapters.npy import NPYAdapter, read_header
+from dataflow.adapters.npy import BinaryFrameReader, NPYAdapter, mask_runs, read_header
 from dataflow.errors import DataSetException
+from dataflow.testing import AdapterTests, FrameCopyUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
 
@@ -261,3 +262,263 @@ def test_guess_and_auto(ctx, npy_file):
     assert not NPYAdapter.guess_can_open(None)
     ds = ctx.load("auto", path=path)
     assert tuple(ds.shape) == data.shape
+
+
+# the conformance suite ---------------------------------------------------------------------
+
+
+class TestNPYConformance(AdapterTests):
+    filetype = "npy"
+
+    def write(self, path, data):
+        np.save(path / "data.npy", data)
+        return {"path": path / "data.npy"}
+
+
+# nav_shape, sig_shape, sync_offset ---------------------------------------------------------
+
+
+def _expected(stream, sig_shape, nav_shape, offset):
+    """Dataset frames: the items of ``stream`` as frames of ``sig_shape``, shifted by ``offset``."""
+    frames = stream.reshape((-1, *sig_shape))
+    n = int(np.prod(nav_shape))
+    out = np.zeros((n, *sig_shape), stream.dtype)
+    for i in range(n):
+        if 0 <= i + offset < len(frames):
+            out[i] = frames[i + offset]
+    return out.reshape((*nav_shape, *sig_shape))
+
+
+@pytest.mark.parametrize("sync_offset", [0, 4, -5])
+@pytest.mark.parametrize(
+    ("nav_shape", "sig_shape"),
+    [
+        (None, None),
+        ((3, 14), None),  # the same frames, another scan shape
+        ((50,), None),  # more frames than the file: zeros at the end
+        ((2, 5), None),  # fewer: the rest is not read
+        (None, (72,)),  # frames flattened
+        ((7, 6), (12, 6)),  # frames reshaped
+        ((84,), (4, 18)),  # each stored frame split in two
+    ],
+)
+@pytest.mark.parametrize("num_partitions", [1, 3])
+def test_layout_keywords(ctx, npy_file, nav_shape, sig_shape, sync_offset, num_partitions):
+    path, data = npy_file
+    ds = ctx.load(
+        "npy",
+        path=path,
+        nav_shape=nav_shape,
+        sig_shape=sig_shape,
+        sync_offset=sync_offset,
+        num_partitions=num_partitions,
+    )
+    sig = sig_shape or data.shape[2:]
+    nav = nav_shape or data.shape[:2]
+    expected = _expected(data.reshape(-1), sig, nav, sync_offset)
+    assert ds.shape == (*nav, *sig)
+    assert ds.meta.sync_offset == sync_offset
+    assert ds.meta.image_count == data.size // int(np.prod(sig))
+    np.testing.assert_array_equal(ds.array.compute(), expected)
+    res = ctx.run_udf(dataset=ds, udf=[FrameCopyUDF(), SumSigUDF()])
+    np.testing.assert_array_equal(res[0]["frames"].data, expected)
+    roi = np.zeros(nav, bool)
+    roi.reshape(-1)[1::4] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+
+
+def test_split_frames_with_sig_dims_keep_the_header_nav_shape(ctx, npy_file):
+    """As LiberTEM: with sig_dims, nav_shape defaults to the header's, whatever sig_shape is."""
+    path, data = npy_file
+    ds = ctx.load("npy", path=path, sig_dims=2, sig_shape=(4, 9))
+    assert ds.shape == (6, 7, 4, 9)
+    assert ds.meta.image_count == 84
+    np.testing.assert_array_equal(ds.array.compute(), data.reshape(84, 4, 9)[:42].reshape(ds.shape))
+
+
+def test_sig_shape_alone_finds_the_stored_frame(npy_file):
+    path, _ = npy_file
+    assert NPYAdapter.open(path, sig_shape=(72,)).shape == (6, 7, 72)
+    assert NPYAdapter.open(path, sig_shape=(2, 4, 9)).shape == (6, 7, 2, 4, 9)
+    # no trailing axes hold 36 items: all 84 frames in one navigation axis
+    assert NPYAdapter.open(path, sig_shape=(4, 9)).shape == (84, 4, 9)
+    assert NPYAdapter.open(path, sig_dims=1, sig_shape=(9,)).shape == (6, 7, 8, 9)
+
+
+def test_sig_dims_must_match_sig_shape(npy_file):
+    path, _ = npy_file
+    with pytest.raises(
+        DataSetException, match=r"sig_shape is \(72,\) \(1 dimensions\); sig_dims is 2"
+    ):
+        NPYAdapter.open(path, sig_dims=2, sig_shape=(72,))
+
+
+def test_two_dimensional_file_with_sig_shape(ctx, tmp_path):
+    data = _data("uint16", shape=(10, 64))
+    path = tmp_path / "lines.npy"
+    np.save(path, data)
+    ds = ctx.load("npy", path=path, sig_shape=(8, 8))
+    assert ds.shape == (10, 8, 8)
+    np.testing.assert_array_equal(ds.array.compute(), data.reshape(10, 8, 8))
+
+
+def test_sig_shape_must_divide_the_items(npy_file):
+    path, data = npy_file
+    with pytest.raises(DataSetException) as info:
+        NPYAdapter.open(path, sig_shape=(5, 5))
+    msg = str(info.value)
+    assert "25 items per frame" in msg
+    assert f"holds {data.size} items" in msg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sync_offset": 42}, DataSetException, r"sync_offset is 42; .* 42 frames"),
+        ({"sync_offset": -42}, DataSetException, "sync_offset is -42"),
+        ({"sync_offset": 1.5}, TypeError, "sync_offset"),
+        ({"nav_shape": (0, 3)}, ValueError, "nav_shape"),
+        ({"nav_shape": "6x7"}, TypeError, "nav_shape"),
+        ({"sig_shape": (8, -9)}, ValueError, "sig_shape"),
+        ({"sig_shape": (8.0, 9)}, TypeError, "sig_shape"),
+        ({"sig_shape": 72}, TypeError, "sig_shape"),
+    ],
+)
+def test_bad_layout_keywords(monkeypatch, npy_file, kwargs, error, match):
+    path, _ = npy_file
+    monkeypatch.setattr(np, "fromfile", _no_read)
+    with pytest.raises(error, match=match):
+        NPYAdapter.open(path, **kwargs)
+
+
+def _no_read(*args, **kwargs):
+    raise AssertionError("data was read while opening")
+
+
+def test_io_backend_is_accepted(ctx, npy_file):
+    path, data = npy_file
+    ds = NPYAdapter.open(path, io_backend=object())
+    np.testing.assert_array_equal(ds.array.compute(), data)
+
+
+def test_layout_changes_the_token(npy_file):
+    path, _ = npy_file
+    names = {
+        NPYAdapter.open(path, **kw).partition_array.name
+        for kw in ({}, {"sync_offset": 1}, {"nav_shape": (42,)}, {"sig_shape": (72,)})
+    }
+    assert len(names) == 4
+
+
+# reading only what is needed ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fromfile_calls(monkeypatch):
+    """Record ``(first item, item count)`` of every np.fromfile call."""
+    calls = []
+    real = np.fromfile
+
+    def counting(file, dtype=float, count=-1, *args, **kwargs):
+        pos = file.tell() if hasattr(file, "tell") else kwargs.get("offset", 0)
+        out = real(file, dtype=dtype, count=count, *args, **kwargs)  # noqa: B026
+        calls.append((pos, out.size))
+        return out
+
+    monkeypatch.setattr(np, "fromfile", counting)
+    return calls
+
+
+def _frames_read(calls, offset, frame_bytes, frame_items):
+    """Stored frame indices read by the recorded np.fromfile calls."""
+    frames = set()
+    for pos, count in calls:
+        first = (pos - offset) // frame_bytes
+        frames.update(range(first, first + count // frame_items))
+    return frames
+
+
+@pytest.mark.parametrize("sync_offset", [0, 5, -3])
+def test_roi_reads_only_selected_frames(ctx, npy_file, fromfile_calls, sync_offset):
+    path, data = npy_file
+    offset = read_header(path)[3]
+    ds = ctx.load("npy", path=path, num_partitions=3, sync_offset=sync_offset)
+    roi = np.zeros((6, 7), bool)
+    roi[0, 1:4] = True
+    roi[3, 6] = True
+    roi[4, 0] = True
+    roi[5, 6] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    expected = _expected(data.reshape(-1), (8, 9), (6, 7), sync_offset)
+    np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+    wanted = {i + sync_offset for i in np.flatnonzero(roi) if 0 <= i + sync_offset < 42}
+    assert _frames_read(fromfile_calls, offset, 8 * 9 * 4, 8 * 9) == wanted
+    # one read per run of neighbouring frames: 1:4 is one run, (3, 6) and (4, 0) another
+    # unless a partition boundary falls between them
+    assert len(fromfile_calls) <= 4
+
+
+def test_full_runs_read_each_partition_once(ctx, npy_file, fromfile_calls):
+    path, data = npy_file
+    ds = ctx.load("npy", path=path, num_partitions=3)
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    np.testing.assert_array_equal(res["frames"].data, data)
+    assert len(fromfile_calls) == 3
+    assert sum(count for _, count in fromfile_calls) == data.size
+
+
+def test_frames_outside_the_file_are_not_read(npy_file, fromfile_calls):
+    path, data = npy_file
+    ds = NPYAdapter.open(path, nav_shape=(60,), sync_offset=-10, num_partitions=3)
+    block = ds.reader(0, 10, None)  # all before the file
+    assert not block.any()
+    assert fromfile_calls == []
+    np.testing.assert_array_equal(ds.reader(40, 60, None)[:12], data.reshape(42, 8, 9)[30:])
+    assert fromfile_calls[0][1] == 12 * 72
+
+
+def test_reader_mask(npy_file):
+    path, data = npy_file
+    ds = NPYAdapter.open(path)
+    mask = np.zeros(10, bool)
+    mask[[2, 3, 7]] = True
+    out = ds.reader(5, 15, mask)
+    flat = data.reshape(42, 8, 9)
+    np.testing.assert_array_equal(out[mask], flat[5:15][mask])
+    assert not out[~mask].any()
+    assert out.flags.c_contiguous
+    with pytest.raises(ValueError, match="mask has 3 entries"):
+        ds.reader(0, 10, np.ones(3, bool))
+
+
+def test_reader_pickles_small(npy_file):
+    path, _ = npy_file
+    reader = NPYAdapter.open(path).reader
+    assert isinstance(reader, BinaryFrameReader)
+    payload = pickle.dumps(reader)
+    assert len(payload) < 1000
+    again = pickle.loads(payload)
+    np.testing.assert_array_equal(again(0, 4), reader(0, 4))
+    assert dask.base.tokenize(again) == dask.base.tokenize(reader)
+    assert "scan.npy" in repr(reader)
+
+
+def test_mask_runs():
+    assert mask_runs(None, 5) == [(0, 5)]
+    assert mask_runs(np.array([0, 1, 1, 0, 1], bool), 5) == [(1, 3), (4, 5)]
+    assert mask_runs(np.ones(3, bool), 3) == [(0, 3)]
+    assert mask_runs(np.zeros(3, bool), 3) == []
+
+
+def test_object_dtype_reader_with_layout(tmp_path):
+    data = np.empty((4, 3, 2), dtype=object)
+    data[...] = np.arange(24).reshape(4, 3, 2)
+    path = tmp_path / "obj.npy"
+    np.save(path, data, allow_pickle=True)
+    ds = NPYAdapter.open(path, allow_pickle=True, sig_dims=2, sync_offset=1, num_partitions=2)
+    flat = data.reshape(4, 3, 2)
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync")[:3], flat[1:])
+    out = ds.reader(0, 4, np.array([True, False, False, True]))
+    np.testing.assert_array_equal(out[0], flat[1])
+    assert (out[3] == 0).all()  # frame 3 is stored frame 4: past the end

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
+import os
 import pickle
+import warnings
 
 import cloudpickle
 import numpy as np
 import pytest
 
 import dataflow
-from dataflow.adapters.zarr import ZarrAdapter, chunk_boundaries, nav_regions
-from dataflow.errors import DataSetException
+from dataflow.adapters.zarr import ZarrAdapter, ZarrReadError, chunk_boundaries, nav_regions
+from dataflow.errors import DataflowWarning, DataSetException
+from dataflow.testing import AdapterTests, FrameCopyUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
 
@@ -40,13 +44,13 @@ def _data(dtype="float32", shape=SHAPE, seed=0):
 
 
 def _write(zarr, path, data, chunks, zarr_format=3, **kwargs):
-    z = zarr.open_array(
-        str(path),
-        mode="w",
+    z = zarr.create_array(
+        str(path) if isinstance(path, os.PathLike) else path,
         shape=data.shape,
         chunks=chunks,
         dtype=data.dtype,
         zarr_format=zarr_format,
+        overwrite=True,
         **kwargs,
     )
     z[...] = data
@@ -297,19 +301,6 @@ def test_graph_pickles_small(zarr, tmp_path):
     np.testing.assert_array_equal(again.compute(scheduler="sync"), data.reshape((256, 64, 64)))
 
 
-def test_open_reads_no_chunks(zarr, tmp_path, monkeypatch):
-    path = _write(zarr, tmp_path / "scan.zarr", _data(), (2, 7, 8, 9))
-    read = []
-    original = zarr.Array.__getitem__
-    monkeypatch.setattr(
-        zarr.Array, "__getitem__", lambda self, k: read.append(k) or original(self, k)
-    )
-    ds = ZarrAdapter.open(path, num_partitions=3)
-    assert read == []
-    ds.partition_array.blocks[1].compute(scheduler="sync")
-    assert read != []
-
-
 def test_guess_can_open(zarr, tmp_path):
     path = _write(zarr, tmp_path / "plain", _data(), (2, 7, 8, 9), 2)
     assert ZarrAdapter.guess_can_open(path)
@@ -325,3 +316,513 @@ def test_auto(ctx, zarr, tmp_path):
     path = _write(zarr, tmp_path / "scan.zarr", data, (2, 7, 8, 9))
     ds = ctx.load("auto", path=path)
     assert tuple(ds.shape) == SHAPE
+
+
+def test_guess_can_open_objects(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (2, 7, 8, 9))
+    assert ZarrAdapter.guess_can_open(zarr.storage.LocalStore(path))
+    assert ZarrAdapter.guess_can_open(zarr.open_array(path, mode="r"))
+    assert not ZarrAdapter.guess_can_open(np.zeros(3))
+
+
+# the conformance suite ------------------------------------------------------------------------
+
+
+class TestZarrV2(AdapterTests):
+    filetype = "zarr"
+    zarr_format = 2
+
+    def chunks(self, shape):
+        return (2, *shape[1:])
+
+    def write(self, path, data):
+        import zarr
+
+        z = zarr.create_array(
+            str(path / "scan.zarr"),
+            shape=data.shape,
+            chunks=self.chunks(data.shape),
+            dtype=data.dtype,
+            zarr_format=self.zarr_format,
+        )
+        z[...] = data
+        return {"path": path / "scan.zarr"}
+
+
+class TestZarrV3(TestZarrV2):
+    zarr_format = 3
+
+    def chunks(self, shape):  # chunked along the signal axes too
+        return (1, *(max(1, s // 2) for s in shape[1:]))
+
+
+class TestZarrV3Sharded(TestZarrV2):
+    zarr_format = 3
+
+    def write(self, path, data):
+        import zarr
+
+        z = zarr.create_array(
+            str(path / "scan.zarr"),
+            shape=data.shape,
+            chunks=(1, *(max(1, s // 2) for s in data.shape[1:])),
+            shards=(2, *data.shape[1:]),
+            dtype=data.dtype,
+        )
+        z[...] = data
+        return {"path": path / "scan.zarr"}
+
+
+# counting chunk reads ----------------------------------------------------------------------
+
+
+def _counting_store(zarr, inner):
+    """``inner`` wrapped in a store that records every ``get`` as ``(key, byte_range)``."""
+
+    class CountingStore(zarr.storage.WrapperStore):
+        def __init__(self, store, reads=None):
+            super().__init__(store)
+            self.reads = [] if reads is None else reads
+
+        def _with_store(self, store):
+            return type(self)(store, self.reads)
+
+        async def get(self, key, prototype, byte_range=None):
+            self.reads.append((key, byte_range))
+            return await self._store.get(key, prototype, byte_range)
+
+        def chunk_reads(self):
+            """Reads of chunks (not metadata), counted by key."""
+            meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+            return collections.Counter(k for k, _ in self.reads if k.rsplit("/", 1)[-1] not in meta)
+
+    return CountingStore(inner)
+
+
+def _chunk_key(fmt, coords):
+    return "c/" + "/".join(map(str, coords)) if fmt == 3 else ".".join(map(str, coords))
+
+
+def _keys_of_frames(fmt, shape, chunks, frames):
+    """Keys of the chunks holding the given nav indices (all signal chunks of each)."""
+    nav = len(frames[0]) if frames else 0
+    sig_grid = [range(math.ceil(s / c)) for s, c in zip(shape[nav:], chunks[nav:], strict=True)]
+    keys = set()
+    for f in frames:
+        head = tuple(i // c for i, c in zip(f, chunks, strict=False))
+        keys.update(_chunk_key(fmt, head + tail) for tail in itertools.product(*sig_grid))
+    return keys
+
+
+@pytest.fixture
+def counted(zarr, tmp_path):
+    """Write ``data`` with ``chunks``; returns a counting store over it."""
+
+    def make(data, chunks, zarr_format=3, **kwargs):
+        path = _write(zarr, tmp_path / "c.zarr", data, chunks, zarr_format, **kwargs)
+        return _counting_store(zarr, zarr.storage.LocalStore(path, read_only=True))
+
+    return make
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize(
+    ("chunks", "num_partitions"),
+    [
+        ((2, 7, 8, 9), None),
+        ((2, 7, 8, 9), 3),
+        ((1, 3, 8, 9), 4),
+        ((3, 7, 4, 5), 2),  # chunked along the signal axes: whole frames per partition
+        ((1, 1, 8, 9), 5),  # one frame per chunk
+    ],
+)
+def test_every_chunk_read_once(ctx, zarr, counted, zarr_format, chunks, num_partitions):
+    data = _data()
+    store = counted(data, chunks, zarr_format)
+    ds = ctx.load("zarr", path=store, num_partitions=num_partitions)
+    assert store.chunk_reads() == {}  # opening reads metadata only
+    _check_sums(ctx, ds, data)  # one run, two UDFs: one pass
+    every = list(np.ndindex(*SHAPE[:2]))
+    reads = store.chunk_reads()
+    assert set(reads) == _keys_of_frames(zarr_format, SHAPE, chunks, every)
+    assert set(reads.values()) == {1}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize(
+    "chunks", [(2, 7, 8, 9), (1, 3, 8, 9), (2, 3, 4, 9), (1, 1, 8, 9)], ids=str
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_roi_reads_only_its_chunks(ctx, zarr, counted, zarr_format, chunks, seed):
+    data = _data()
+    store = counted(data, chunks, zarr_format)
+    ds = ctx.load("zarr", path=store, num_partitions=2)
+    rng = np.random.default_rng(seed)
+    roi = rng.random(SHAPE[:2]) < 0.08
+    roi[1, 2] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+    reads = store.chunk_reads()
+    expected = _keys_of_frames(zarr_format, SHAPE, chunks, [tuple(i) for i in np.argwhere(roi)])
+    assert set(reads) == expected
+    assert set(reads.values()) == {1}
+
+
+def test_roi_in_one_chunk_reads_one_chunk(ctx, zarr, counted):
+    data = _data()
+    store = counted(data, (2, 3, 8, 9))
+    ds = ctx.load("zarr", path=store, num_partitions=1)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[3, 4] = True
+    res = ctx.run_udf(dataset=ds, udf=SumSigUDF(), roi=roi)
+    assert res["intensity"].raw_data[0] == pytest.approx(data[3, 4].sum(dtype="f8"), rel=1e-5)
+    assert store.chunk_reads() == {"c/1/1/0/0": 1}
+
+
+def test_reader_reads_masked_frames(zarr, tmp_path):
+    data = _data()
+    path = _write(zarr, tmp_path / "r.zarr", data, (1, 1, 8, 9))
+    ds = ZarrAdapter.open(path)
+    flat = data.reshape(42, 8, 9)
+    mask = np.zeros(30, bool)
+    mask[[0, 7, 8, 9, 29]] = True
+    frames = ds.reader(5, 35, mask)
+    assert frames.shape == (30, 8, 9)
+    np.testing.assert_array_equal(frames[mask], flat[5:35][mask])
+    assert not frames[~mask].any()  # one-frame chunks: nothing else was read
+    np.testing.assert_array_equal(ds.reader(5, 35, None), flat[5:35])
+    assert not ds.reader(0, 7, np.zeros(7, bool)).any()
+
+
+def test_one_zarr_call_per_region(ctx, zarr, counted, monkeypatch):
+    data = _data()
+    store = counted(data, (1, 1, 8, 9))
+    calls = []
+    original = zarr.Array.get_basic_selection
+    monkeypatch.setattr(
+        zarr.Array,
+        "get_basic_selection",
+        lambda self, sel, **kw: calls.append(sel) or original(self, sel, **kw),
+    )
+    ds = ctx.load("zarr", path=store, num_partitions=3)
+    _check_sums(ctx, ds, data)
+    assert len(calls) == 3  # partitions of whole rows: one call each
+    calls.clear()
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[1:5, 2:6] = True  # a rectangle of one-frame chunks, in three partitions
+    ctx.run_udf(dataset=ds, udf=SumSigUDF(), roi=roi)
+    assert len(calls) == 3  # one rectangle per partition
+    assert sum(store.chunk_reads().values()) == 42 + 16
+
+
+def test_one_frame_chunks_one_task_per_partition(zarr, tmp_path):
+    data = (np.arange(8 * 8 * 256 * 256) % 251).astype("uint8").reshape(8, 8, 256, 256)
+    path = _write(zarr, tmp_path / "f.zarr", data, (1, 1, 256, 256))
+    ds = ZarrAdapter.open(path)
+    assert ds.get_num_partitions() == 1  # 4 MiB: one partition, not 64 tasks
+    assert len(dict(ds.partition_array.__dask_graph__())) == 1
+    ds = ZarrAdapter.open(path, num_partitions=4)
+    assert len(dict(ds.partition_array.__dask_graph__())) == 4
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), data)
+
+
+def test_partitions_never_split_chunks_by_default(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (3, 7, 8, 9))
+    ds = ZarrAdapter.open(path, min_partitions=4)  # only two runs of whole chunks
+    assert [(p.start, p.stop) for p in ds.partitions] == [(0, 21), (21, 42)]
+    with pytest.warns(DataflowWarning, match="larger than partition_bytes"):
+        ds = ZarrAdapter.open(path, partition_bytes=8 * 9 * 4)  # one frame each, by size
+    assert ds.get_num_partitions() == 2
+
+
+def test_huge_chunks_warn(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (6, 7, 8, 9))
+    with pytest.warns(DataflowWarning, match="num_partitions="):
+        ds = ZarrAdapter.open(path, partition_bytes=1000)
+    assert ds.get_num_partitions() == 1
+
+
+def test_sharded_roi_skips_shards(ctx, zarr, tmp_path):
+    data = _data()
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(
+        str(path), shape=data.shape, chunks=(1, 7, 4, 9), shards=(2, 7, 8, 9), dtype=data.dtype
+    )
+    z[...] = data
+    store = _counting_store(zarr, zarr.storage.LocalStore(path, read_only=True))
+    ds = ctx.load("zarr", path=store, num_partitions=3)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[2, 3] = True  # shard c/1/0/0/0, inner chunks of row 2 only
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+    assert set(store.chunk_reads()) == {"c/1/0/0/0"}
+    ranges = [r for k, r in store.reads if k == "c/1/0/0/0"]
+    assert len(ranges) == len(set(map(repr, ranges))) == 3  # the index and two inner chunks
+    store.reads.clear()
+    _check_sums(ctx, ds, data)
+    assert set(store.chunk_reads()) == {f"c/{i}/0/0/0" for i in range(3)}
+    requests = [(k, repr(r)) for k, r in store.reads if k.startswith("c/")]
+    assert len(requests) == len(set(requests))  # no byte range of a shard read twice
+
+
+# layout: nav_shape, sig_shape, sync_offset ----------------------------------------------------
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("sync_offset", [0, 5, -9])
+def test_nav_shape_sync_offset(ctx, zarr, tmp_path, zarr_format, sync_offset):
+    data = _data()
+    path = _write(zarr, tmp_path / "scan.zarr", data, (2, 7, 4, 9), zarr_format)
+    flat = data.reshape(42, 8, 9)
+    ds = ctx.load("zarr", path=path, nav_shape=(5, 10), sync_offset=sync_offset, num_partitions=3)
+    assert tuple(ds.shape) == (5, 10, 8, 9)
+    assert ds.dims == ("scan_y", "scan_x", "det_y", "det_x")
+    expected = np.zeros((50, 8, 9), data.dtype)
+    for i in range(50):
+        if 0 <= i + sync_offset < 42:
+            expected[i] = flat[i + sync_offset]
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    np.testing.assert_array_equal(res["frames"].raw_data, expected)
+    roi = np.zeros((5, 10), bool)
+    roi[0, :3] = roi[2, 5] = roi[4, 9] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, expected[roi.reshape(-1)])
+
+
+def test_partitions_follow_shifted_chunks(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (2, 7, 8, 9))
+    ds = ZarrAdapter.open(path, nav_shape=(42,), sync_offset=4, num_partitions=3)
+    assert [p.start for p in ds.partitions][1:] == [10, 24]  # chunk starts 14, 28 shifted
+
+
+def test_sig_shape(ctx, zarr, tmp_path):
+    data = _data()
+    path = _write(zarr, tmp_path / "scan.zarr", data, (2, 7, 4, 9))
+    ds = ctx.load("zarr", path=path, sig_shape=(72,), sig_dims=2, num_partitions=2)
+    assert tuple(ds.shape) == (6, 7, 72)
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    np.testing.assert_array_equal(res["frames"].data, data.reshape(6, 7, 72))
+    with pytest.raises(DataSetException, match="sig_shape"):
+        ZarrAdapter.open(path, sig_shape=(5, 5))
+
+
+# stores, groups and arrays as sources -------------------------------------------------------------
+
+
+def test_memory_store(ctx, zarr):
+    data = _data()
+    store = zarr.storage.MemoryStore()
+    _write(zarr, store, data, (2, 7, 8, 9))
+    ds = ctx.load("zarr", path=store, num_partitions=3)
+    _check_sums(ctx, ds, data)
+
+
+def test_array_and_group_objects(ctx, zarr, tmp_path):
+    data = _data()
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    arr = group.require_group("raw").create_array(
+        "frames", shape=data.shape, chunks=(2, 7, 8, 9), dtype=data.dtype
+    )
+    arr[...] = data
+    for kwargs in (
+        {"path": arr},
+        {"path": group, "ds_path": "raw/frames"},
+        {"path": group["raw"], "ds_path": "frames"},
+        {"path": zarr.storage.StorePath(group.store, "raw"), "ds_path": "frames"},
+    ):
+        ds = ctx.load("zarr", num_partitions=2, **kwargs)
+        np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), data)
+    with pytest.raises(DataSetException, match="not a group"):
+        ZarrAdapter.open(arr, ds_path="frames")
+
+
+@pytest.mark.parametrize("path", [np.zeros((2, 2, 2)), 3.5, {"a": 1}])
+def test_unsupported_path_types(path):
+    with pytest.raises(TypeError, match="path is a"):
+        ZarrAdapter.open(path)
+
+
+def test_storage_options_for_a_local_path(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (2, 7, 8, 9))
+    with pytest.raises(TypeError, match="storage_options apply to URLs"):
+        ZarrAdapter.open(path, storage_options={"anon": True})
+    with pytest.raises(TypeError, match="storage_options is a"):
+        ZarrAdapter.open(path, storage_options="anon")
+
+
+def test_bad_keywords(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (2, 7, 8, 9))
+    with pytest.raises(ValueError, match="missing_chunks"):
+        ZarrAdapter.open(path, missing_chunks="zero")
+    with pytest.raises(TypeError, match="allow_pickle"):
+        ZarrAdapter.open(path, allow_pickle="yes")
+    with pytest.raises(ValueError, match="partition_bytes is 0"):
+        ZarrAdapter.open(path, partition_bytes=0)
+    with pytest.raises(TypeError, match="min_partitions"):
+        ZarrAdapter.open(path, min_partitions=1.5)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_consolidated(ctx, zarr, tmp_path, zarr_format):
+    data = _data()
+    path = tmp_path / "g.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    group.create_array("other", shape=(3,), dtype="i4")
+    arr = group.create_array("frames", shape=data.shape, chunks=(2, 7, 8, 9), dtype=data.dtype)
+    arr[...] = data
+    with pytest.raises(DataSetException, match="consolidated is True"):
+        ZarrAdapter.open(path, ds_path="frames", consolidated=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: consolidated metadata is not in the v3 spec
+        zarr.consolidate_metadata(str(path))
+    store = _counting_store(zarr, zarr.storage.LocalStore(path, read_only=True))
+    ds = ctx.load("zarr", path=store, ds_path="frames", consolidated=True, num_partitions=3)
+    opened = {k for k, _ in store.reads}
+    assert "frames/zarr.json" not in opened  # the array's metadata came from the group's
+    assert "frames/.zarray" not in opened
+    _check_sums(ctx, ds, data)
+    with pytest.raises(DataSetException, match="'frames', 'other'"):
+        ZarrAdapter.open(path, consolidated=True)
+
+
+@pytest.mark.parametrize("consolidated", [True, False])
+def test_xarray_store_consolidated(ctx, zarr, tmp_path, consolidated):
+    import xarray as xr
+
+    data = _data()
+    xds = xr.Dataset({"intensity": (("y", "x", "ky", "kx"), data)}, attrs={"beam": "on"})
+    xds["intensity"].attrs["units"] = "counts"
+    path = tmp_path / "x.zarr"
+    xds.to_zarr(path, mode="w", zarr_format=2, consolidated=consolidated)
+    ds = ctx.load("zarr", path=path, ds_path="intensity")
+    assert ds.dims == ("y", "x", "ky", "kx")
+    assert ds.attrs["units"] == "counts"
+    assert "_ARRAY_DIMENSIONS" not in ds.attrs
+    _check_sums(ctx, ds, data)
+
+
+# dtypes ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def object_store(zarr, tmp_path):
+    """A zarr 3 array of dtype object (variable-length bytes)."""
+    values = np.array([b"a", b"bb", b"c", b"d"] * 4, dtype=object).reshape(2, 2, 2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: the data type has no stable v3 spec
+        z = zarr.create_array(
+            str(tmp_path / "o.zarr"), shape=values.shape, dtype="bytes", chunks=(1, 2, 2, 2)
+        )
+        z[...] = values
+    return tmp_path / "o.zarr", values
+
+
+def test_object_dtype_refused(zarr, object_store):
+    path, _ = object_store
+    with pytest.raises(DataSetException, match="allow_pickle=True"):
+        ZarrAdapter.open(path)
+
+
+def test_object_dtype_allowed(zarr, object_store):
+    path, values = object_store
+    ds = ZarrAdapter.open(path, allow_pickle=True)
+    assert ds.dtype == object
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), values)
+
+
+def test_string_dtype_refused(zarr, tmp_path):
+    z = zarr.create_array(str(tmp_path / "s.zarr"), shape=(2, 2, 2), dtype="<U3", zarr_format=2)
+    z[...] = "abc"
+    with pytest.raises(DataSetException, match="numeric dtype"):
+        ZarrAdapter.open(tmp_path / "s.zarr", allow_pickle=True)
+
+
+# bad data -----------------------------------------------------------------------------------------
+
+
+def _chunk_file(root, fmt, coords, ds_path=""):
+    base = root / ds_path if ds_path else root
+    return base / _chunk_key(fmt, coords)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("ds_path", ["", "raw/frames"])
+def test_corrupt_chunk(ctx, zarr, tmp_path, zarr_format, compressed, ds_path):
+    data = _data()
+    root = tmp_path / "bad.zarr"
+    kwargs = {} if compressed else {"compressors": None}
+    if ds_path:
+        group = zarr.open_group(str(root), mode="w", zarr_format=zarr_format)
+        arr = group.require_group("raw").create_array(
+            "frames", shape=data.shape, chunks=(2, 7, 4, 9), dtype=data.dtype, **kwargs
+        )
+        arr[...] = data
+    else:
+        _write(zarr, root, data, (2, 7, 4, 9), zarr_format, **kwargs)
+    _chunk_file(root, zarr_format, (1, 0, 1, 0), ds_path).write_bytes(b"not a chunk" * 7)
+    ds = ctx.load("zarr", path=root, ds_path=ds_path or None, num_partitions=3)
+    key = "/".join(filter(None, [ds_path, _chunk_key(zarr_format, (1, 0, 1, 0))]))
+    with pytest.raises(ZarrReadError, match="could not be read") as info:
+        ctx.run_udf(dataset=ds, udf=SumUDF())
+    assert repr(key) in str(info.value)
+    assert repr(str(root)) in str(info.value)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[0, 0] = roi[5, 6] = True  # no frame in the bad chunk: the run succeeds
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+
+
+def test_corrupt_shard(ctx, zarr, tmp_path):
+    data = _data()
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(
+        str(path), shape=data.shape, chunks=(1, 7, 4, 9), shards=(2, 7, 8, 9), dtype=data.dtype
+    )
+    z[...] = data
+    (path / "c/2/0/0/0").write_bytes(b"garbage" * 20)
+    ds = ctx.load("zarr", path=path, num_partitions=3)
+    with pytest.raises(ZarrReadError, match=r"chunk 'c/2/0/0/0' could not be read"):
+        ctx.run_udf(dataset=ds, udf=SumUDF())
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_missing_chunk(ctx, zarr, tmp_path, zarr_format):
+    data = _data() + 1
+    path = _write(zarr, tmp_path / "m.zarr", data, (2, 7, 8, 9), zarr_format, fill_value=0)
+    _chunk_file(path, zarr_format, (1, 0, 0, 0)).unlink()
+    ds = ctx.load("zarr", path=path, num_partitions=3)
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    expected = data.copy()
+    expected[2:4] = 0  # zarr's default: the fill value
+    np.testing.assert_array_equal(res["frames"].data, expected)
+    ds = ctx.load("zarr", path=path, num_partitions=3, missing_chunks="raise")
+    key = _chunk_key(zarr_format, (1, 0, 0, 0))
+    with pytest.raises(ZarrReadError, match=f"has no chunk {key!r}"):
+        ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[0] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[0])
+
+
+def test_store_changed_after_open(ctx, zarr, tmp_path):
+    path = _write(zarr, tmp_path / "scan.zarr", _data(), (2, 7, 8, 9))
+    ds = ctx.load("zarr", path=path)
+    _write(zarr, path, _data(shape=(3, 7, 8, 9)), (2, 7, 8, 9))
+    with pytest.raises(ZarrReadError, match="Load it again"):
+        ds.array.compute(scheduler="sync")
+
+
+# across processes -----------------------------------------------------------------------------
+
+
+def test_processes(processes_ctx, zarr, tmp_path):
+    data = _data()
+    path = _write(zarr, tmp_path / "scan.zarr", data, (2, 7, 4, 9))
+    ds = processes_ctx.load("zarr", path=path, num_partitions=3)
+    _check_sums(processes_ctx, ds, data)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[1, 1] = roi[4, 2] = True
+    res = processes_ctx.run_udf(dataset=ds, udf=SumSigUDF(), roi=roi)
+    np.testing.assert_allclose(res["intensity"].raw_data, data[roi].sum(axis=(1, 2)), rtol=1e-5)
