@@ -1,0 +1,1 @@
+"""Live plots of UDF results (LiberTEM's ``libertem.viz``)."""
