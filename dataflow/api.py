@@ -311,6 +311,54 @@ class Context:
             return gen
         return AsyncResultGenerator(gen)
 
+    def map(
+        self,
+        dataset: DataSet,
+        f: Any,
+        roi: Any = None,
+        progress: Any = False,
+        corrections: Any = None,
+        backends: Any = None,
+    ) -> Any:
+        """Apply ``f`` to every frame; the ``result`` buffer of an :class:`AutoUDF` run.
+
+        Examples
+        --------
+        >>> res = ctx.map(dataset=dataset, f=lambda frame: frame.max())
+        >>> res.data.shape
+        (16, 16)
+        """
+        from dataflow.udf.auto import AutoUDF
+
+        res = self.run_udf(
+            dataset=dataset,
+            udf=AutoUDF(f=f),
+            roi=roi,
+            progress=progress,
+            corrections=corrections,
+            backends=backends,
+        )
+        return res["result"]
+
+    def export_dataset(
+        self,
+        dataset: DataSet,
+        *,
+        path: Any,
+        progress: bool = False,
+        overwrite: bool = False,
+        format: str | None = None,
+    ) -> None:
+        """Write ``dataset`` to ``path`` as ``.npy`` (as LiberTEM does) or zarr, streaming.
+
+        See :func:`dataflow.export.export_dataset`.
+        """
+        from dataflow.export import export_dataset
+
+        export_dataset(
+            self, dataset, path=path, progress=progress, overwrite=overwrite, format=format
+        )
+
 
 def check_backends(udfs: Iterable[UDF], backends: Any) -> None:
     """Raise unless every UDF can run on NumPy, the backend dataflow runs.

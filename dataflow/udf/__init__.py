@@ -2,6 +2,7 @@
 
 from dataflow.buffers import UDFData, check_cast
 from dataflow.errors import UDFRunCancelled
+from dataflow.udf.auto import AutoUDF
 from dataflow.udf.base import (
     UDF,
     NoOpUDF,
@@ -17,6 +18,7 @@ from dataflow.udf.base import (
 
 __all__ = [
     "UDF",
+    "AutoUDF",
     "NoOpUDF",
     "UDFData",
     "UDFFrameMixin",
