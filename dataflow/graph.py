@@ -11,8 +11,9 @@ For a plan with ``n`` partition tasks the graph holds one layer per stage:
   ``split_every`` (or fewer) items itself, as ``dask.array.reduction``'s aggregate
   step does, so up to ``split_every`` partitions need no merge task at all;
 * ``(<label>-chain-<token>, i)``: a merge chain for UDFs with ``MERGE_TREE = False``;
-* ``(<label>-nav-<token>, i)``: each partition's nav slices of default-merge UDFs, so
-  that only those slices, not whole partition results, move to the finishing task;
+* ``(<label>-nav-<token>, i)``: each partition's nav slices of default-merge UDFs
+  (and whole partial results of UDFs merged with ``merge_all``), so that only those,
+  not whole partition results, move to the finishing task;
 * ``<label>-finish-<token>``: the accumulator and ``get_results``; its output is all
   the client receives.
 
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask.highlevelgraph import HighLevelGraph
 
-from dataflow.merge import chain_step, finish, merge_node, nav_block
+from dataflow.merge import block, chain_step, finish, merge_node
 from dataflow.partition import run_partition
 
 if TYPE_CHECKING:
@@ -164,7 +165,8 @@ def build_graph(
     final_deps = {spec_key}
 
     # the merge tree, down to at most split_every items for the finishing task
-    level: list[Any] = parts if any(not u.concat_nav and u.tree for u in uplans) else []
+    strategies = {u.strategy for u in uplans}
+    level: list[Any] = parts if "tree" in strategies else []
     merge_keys: list[Any] = []
     depth = 0
     merge_name = f"{label}-merge-{token}"
@@ -190,7 +192,7 @@ def build_graph(
         final_deps |= level_layers
 
     chain: Any = None
-    if parts and any(not u.concat_nav and not u.tree for u in uplans):
+    if parts and "chain" in strategies:
         chain_name = f"{label}-chain-{token}"
         steps = {}
         for i, part in enumerate(parts):
@@ -199,16 +201,18 @@ def build_graph(
         layer(chain_name, steps, {spec_key, part_name})
         final_deps.add(chain_name)
 
-    navs: list[Any] = []
-    if parts and any(u.concat_nav for u in uplans):
-        nav_name = f"{label}-nav-{token}"
-        tasks = {(nav_name, i): (nav_block, spec_key, part) for i, part in enumerate(parts)}
-        layer(nav_name, tasks, {spec_key, part_name})
-        navs = list(tasks)
-        final_deps.add(nav_name)
+    blocks: list[Any] = []
+    if parts and strategies & {"concat", "merge_all"}:
+        block_name = f"{label}-nav-{token}"
+        tasks = {(block_name, i): (block, spec_key, part) for i, part in enumerate(parts)}
+        layer(block_name, tasks, {spec_key, part_name})
+        blocks = list(tasks)
+        final_deps.add(block_name)
 
     final_key = f"{label}-finish-{token}"
-    layer(final_key, {final_key: (finish, spec_key, level, chain, navs, with_results)}, final_deps)
+    layer(
+        final_key, {final_key: (finish, spec_key, level, chain, blocks, with_results)}, final_deps
+    )
     hlg = HighLevelGraph(layers, deps)
     if len(plan.tasks) < len(plan.dataset.partitions) or len(data_layers) > 1 or reads:
         hlg = hlg.cull({final_key})  # drop partitions without ROI frames, and their reads

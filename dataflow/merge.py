@@ -20,6 +20,7 @@ buffers; those are concatenated, never merged.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ import numpy as np
 
 from dataflow.buffers import ArrayWithMask, BufferWrapper, UDFData, allocate
 from dataflow.errors import UDFException
+from dataflow.shape import Shape, Slice
 
 if TYPE_CHECKING:
     from dataflow.partition import PartitionResult
@@ -43,8 +45,10 @@ __all__ = [
     "finish",
     "fresh_accumulator",
     "merge_into",
+    "merge_all",
     "merge_node",
-    "nav_block",
+    "block",
+    "Block",
 ]
 
 
@@ -78,7 +82,7 @@ def _copy(arr: np.ndarray) -> np.ndarray:
 
 
 def _is_tree(uplan: UDFPlan) -> bool:
-    return not uplan.concat_nav and uplan.tree
+    return uplan.strategy == "tree"
 
 
 def client_udf(spec: RunSpec, uplan: UDFPlan, arrays: Mapping[str, Any]) -> UDF:
@@ -200,7 +204,7 @@ def chain_step(
     """One link of the merge chain (``MERGE_TREE = False``): merge ``part`` into a copy."""
     out: list[Accumulator | None] = []
     for k, uplan in enumerate(spec.udfs):
-        if uplan.concat_nav or uplan.tree:
+        if uplan.strategy != "chain":
             out.append(None)
             continue
         prev = accs[k] if accs is not None else None
@@ -214,19 +218,54 @@ def chain_step(
     return out
 
 
-def nav_block(spec: RunSpec, part: PartitionResult) -> tuple[dict[str, np.ndarray] | None, ...]:
-    """The nav buffers of default-merge UDFs from one partition: a block of the result."""
-    return tuple(
-        {name: arrays[name] for name in uplan.nav_names} if uplan.concat_nav else None
-        for uplan, arrays in zip(spec.udfs, part.buffers, strict=True)
-    )
+@dataclass
+class Block:
+    """What one partition sends to the finishing task besides the merge tree and chain."""
+
+    offset: int
+    n_frames: int
+    #: per UDF: nav slices ("concat"), all buffers ("merge_all"), or None
+    buffers: tuple[dict[str, np.ndarray] | None, ...]
+
+
+def block(spec: RunSpec, part: PartitionResult) -> Block:
+    """The nav slices of default-merge UDFs, and the partial results of merge_all UDFs."""
+    out: list[dict[str, np.ndarray] | None] = []
+    for uplan, arrays in zip(spec.udfs, part.buffers, strict=True):
+        if uplan.strategy == "concat":
+            out.append({name: arrays[name] for name in uplan.nav_names})
+        elif uplan.strategy == "merge_all":
+            out.append(arrays)
+        else:
+            out.append(None)
+    return Block(part.offset, part.n_frames, tuple(out))
+
+
+def merge_all(spec: RunSpec, uplan: UDFPlan, k: int, blocks: Sequence[Block]) -> Accumulator:
+    """One ``merge_all`` call over every partition's results, in partition order."""
+    sig = spec.sig_shape
+    ordered: OrderedDict[Slice, UDFData] = OrderedDict()
+    for b in blocks:
+        key = Slice((b.offset, *(0,) * len(sig)), Shape((b.n_frames, *sig), sig_dims=len(sig)))
+        ordered[key] = UDFData(b.buffers[k], uplan.buffers, writable=False)
+    arrays = allocate(uplan.buffers, spec.n_frames, sig)
+    udf = client_udf(spec, uplan, arrays)
+    merged = udf.merge_all(ordered)
+    for name, value in merged.items():
+        if name not in arrays:
+            raise UDFException(
+                f"{uplan.name}.merge_all() returned {name!r}, which is not an allocated "
+                f"buffer; buffers: {sorted(arrays)}"
+            )
+        arrays[name][...] = value
+    return Accumulator(udf, arrays, np.ones(spec.n_frames, dtype=bool))
 
 
 def finish(
     spec: RunSpec,
     top: Sequence[MergeItem | PartitionResult],
     chain: Sequence[Accumulator | None] | None,
-    nav_blocks: Sequence[tuple[dict[str, np.ndarray] | None, ...]],
+    blocks: Sequence[Block],
     with_results: bool,
 ) -> tuple[Any, ...]:
     """The finishing task: one accumulator per UDF, then ``get_results`` if asked.
@@ -242,18 +281,20 @@ def finish(
         root_item = merge_node(spec, top) if len(top) > 1 else _as_item(spec, top[0])
     out = []
     for k, uplan in enumerate(spec.udfs):
-        if uplan.concat_nav and nav_blocks:
+        if uplan.strategy == "concat" and blocks:
             arrays = {
-                name: _joined([blk[k][name] for blk in nav_blocks]) for name in uplan.nav_names
+                name: _joined([blk.buffers[k][name] for blk in blocks]) for name in uplan.nav_names
             }
             acc = Accumulator(
                 client_udf(spec, uplan, arrays), arrays, np.ones(spec.n_frames, dtype=bool)
             )
-        elif not uplan.concat_nav and not uplan.tree and chain is not None:
+        elif uplan.strategy == "merge_all" and blocks:
+            acc = merge_all(spec, uplan, k, blocks)
+        elif uplan.strategy == "chain" and chain is not None:
             acc = chain[k]
         else:
             acc = fresh_accumulator(spec, uplan)
-            if root_item is not None and not uplan.concat_nav:
+            if root_item is not None and uplan.strategy == "tree":
                 _merge_root(spec, k, acc, root_item)
         out.append(collect_results(spec, uplan, acc) if with_results else acc)
     return tuple(out)

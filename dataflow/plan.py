@@ -53,10 +53,10 @@ class UDFPlan:
     method: UDFMethod
     input_dtype: np.dtype
     buffers: Mapping[str, BufferWrapper]
-    #: default merge: nav buffers are assembled by concatenation, never merged
-    concat_nav: bool
-    #: merge in a tree (True) or in a chain in partition order (False)
-    tree: bool
+    #: how partial results combine: "concat" (default merge, nav buffers only: slices
+    #: are concatenated, never merged), "tree" (merge in a tree), "chain" (merge in
+    #: partition order, MERGE_TREE = False), "merge_all" (one merge_all call)
+    strategy: str
     has_preprocess: bool
     has_postprocess: bool
     tile_depth: float
@@ -237,11 +237,7 @@ def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None, input_dtype: np
     )
     method = _method(udf)
     buffers = _validate_buffers(udf, udf.get_result_buffers())
-    concat_nav = type(udf).merge is UDF.merge
-    if concat_nav:
-        for key, decl in buffers.items():
-            if decl.kind != "nav" and decl.use != "result_only":
-                raise NotImplementedError(_default_merge_message(name, key))
+    strategy = _strategy(udf, buffers)
     depth, size = _tiling(udf)
     return UDFPlan(
         udf=udf.copy(),
@@ -249,13 +245,25 @@ def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None, input_dtype: np
         method=method,
         input_dtype=np.dtype(input_dtype),
         buffers=buffers,
-        concat_nav=concat_nav,
-        tree=bool(getattr(udf, "MERGE_TREE", True)),
+        strategy=strategy,
         has_preprocess=_implements(udf, "preprocess"),
         has_postprocess=_implements(udf, "postprocess"),
         tile_depth=depth,
         tile_bytes=size,
     )
+
+
+def _strategy(udf: UDF, buffers: Mapping[str, BufferWrapper]) -> str:
+    """How the partial results of ``udf`` combine; see ``UDFPlan.strategy``."""
+    custom_merge = type(udf).merge is not UDF.merge
+    if custom_merge:
+        return "tree" if getattr(udf, "MERGE_TREE", True) else "chain"
+    others = [k for k, d in buffers.items() if d.kind != "nav" and d.use != "result_only"]
+    if not others:
+        return "concat"
+    if _implements(udf, "merge_all"):
+        return "merge_all"
+    raise NotImplementedError(_default_merge_message(type(udf).__name__, others[0]))
 
 
 def make_plan(

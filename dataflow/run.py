@@ -25,9 +25,11 @@ from dataflow.executor.base import JobCancelledError
 from dataflow.graph import build_graph
 from dataflow.merge import (
     Accumulator,
+    Block,
     client_udf,
     collect_results,
     fresh_accumulator,
+    merge_all,
     merge_into,
 )
 from dataflow.plan import make_plan
@@ -73,11 +75,23 @@ class _ClientFold:
         self.spec = spec
         self.accs = [fresh_accumulator(spec, u) for u in spec.udfs]
         self.damage = np.zeros(spec.n_frames, dtype=bool)
+        self.seen: list[Block] = []  # for UDFs that only have merge_all
 
     def add(self, part: Any) -> None:
-        for k, uplan in enumerate(self.spec.udfs):
-            merge_into(self.spec, uplan, self.accs[k], part.offset, part.n_frames, part.buffers[k])
         self.damage[part.offset : part.offset + part.n_frames] = True
+        for k, uplan in enumerate(self.spec.udfs):
+            if uplan.strategy != "merge_all":
+                merge_into(
+                    self.spec, uplan, self.accs[k], part.offset, part.n_frames, part.buffers[k]
+                )
+        if any(u.strategy == "merge_all" for u in self.spec.udfs):
+            self.seen.append(Block(part.offset, part.n_frames, part.buffers))
+            ordered = sorted(self.seen, key=lambda b: b.offset)
+            for k, uplan in enumerate(self.spec.udfs):
+                if uplan.strategy == "merge_all":
+                    acc = merge_all(self.spec, uplan, k, ordered)
+                    acc.merged = self.damage.copy()
+                    self.accs[k] = acc
 
 
 def _snapshot(spec: RunSpec, accs: Sequence[Accumulator]) -> list[Accumulator]:

@@ -131,3 +131,46 @@ def test_valid_nav_mask_in_get_results_covers_all_selected_frames(ctx):
     ds = ctx.load("memory", data=np.ones((4, 4, 2, 2), "float32"), num_partitions=3)
     res = ctx.run_udf(dataset=ds, udf=Check(), roi=roi)
     assert res["s"].data.sum() == 5 * 4
+
+
+class SumAll(UDF):
+    """Merges only with merge_all (no merge), as LiberTEM's delayed executor allows."""
+
+    calls = 0
+
+    def get_result_buffers(self):
+        return {
+            "s": self.buffer(kind="sig", dtype="float64"),
+            "n": self.buffer(kind="nav", dtype="float64"),
+        }
+
+    def process_tile(self, tile):
+        self.results.s += tile.sum(axis=0)
+        self.results.n[:] = tile.sum(axis=(1, 2))
+
+    def merge_all(self, ordered_results):
+        SumAll.calls += 1
+        slices = list(ordered_results)
+        assert [s.origin[0] for s in slices] == sorted(s.origin[0] for s in slices)
+        return {
+            "s": np.sum([r.s for r in ordered_results.values()], axis=0),
+            "n": np.concatenate([r.n for r in ordered_results.values()]),
+        }
+
+
+@pytest.mark.parametrize("num_partitions", [1, 5])
+def test_merge_all_is_called_once_with_ordered_partials(ctx, num_partitions):
+    data = np.arange(6 * 5 * 2 * 2, dtype="float64").reshape(6, 5, 2, 2)
+    roi = np.ones((6, 5), bool)
+    roi[1, 1] = False
+    ds = ctx.load("memory", data=data, num_partitions=num_partitions)
+    SumAll.calls = 0
+    res = ctx.run_udf(dataset=ds, udf=SumAll(), roi=roi)
+    assert SumAll.calls == 1
+    np.testing.assert_array_equal(res["s"].data, data[roi].sum(axis=0))
+    np.testing.assert_array_equal(res["n"].raw_data, data[roi].sum(axis=(1, 2)))
+    parts = list(ctx.run_udf_iter(dataset=ds, udf=SumAll(), roi=roi))
+    np.testing.assert_array_equal(parts[-1].buffers[0]["s"].data, data[roi].sum(axis=0))
+    for p in parts[:-1]:
+        covered = p.damage.data
+        np.testing.assert_array_equal(p.buffers[0]["s"].data, data[covered].sum(axis=0))
