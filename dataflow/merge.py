@@ -257,7 +257,16 @@ def merge_all(spec: RunSpec, uplan: UDFPlan, k: int, blocks: Sequence[Block]) ->
                 f"{uplan.name}.merge_all() returned {name!r}, which is not an allocated "
                 f"buffer; buffers: {sorted(arrays)}"
             )
-        arrays[name][...] = value
+        value = np.asarray(value)
+        covered = sum(b.n_frames for b in blocks)
+        if uplan.buffers[name].kind == "nav" and covered != spec.n_frames and len(value) == covered:
+            # a partial run: the blocks' frames, concatenated; put them at their offsets
+            start = 0
+            for b in blocks:
+                arrays[name][b.offset : b.offset + b.n_frames] = value[start : start + b.n_frames]
+                start += b.n_frames
+        else:
+            arrays[name][...] = value
     return Accumulator(udf, arrays, np.ones(spec.n_frames, dtype=bool))
 
 
