@@ -37,6 +37,7 @@ def _adapters_from_source_tree() -> None:
 
 _adapters_from_source_tree()
 
+import dataflow.accessor  # noqa: F401 (registers DataArray.dataflow)
 from dataflow.api import Context
 from dataflow.buffers import BufferWrapper
 from dataflow.dataset import DataSet, Partition

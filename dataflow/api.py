@@ -10,7 +10,7 @@ from dataflow.errors import ExecutorSpecException
 from dataflow.executor.base import JobExecutor
 from dataflow.graph import DEFAULT_SPLIT_EVERY
 from dataflow.registry import get_adapter, guess_adapter
-from dataflow.run import ResultGenerator, run, run_iter
+from dataflow.run import ResultGenerator, run, run_iter, run_lazy
 from dataflow.udf.base import UDF
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ _EXECUTORS = (
     "dask",
     "dask-integration",
     "dask-make-default",
+    "delayed",
 )
 
 
@@ -49,6 +50,10 @@ def _make_executor(spec: str, cpus: Any) -> JobExecutor:
 
         client_kwargs = {"set_as_default": True} if spec == "dask-make-default" else None
         return DaskJobExecutor.make_local(cpus=cpus, client_kwargs=client_kwargs)
+    if spec == "delayed":
+        from dataflow.executor.delayed import DelayedJobExecutor
+
+        return DelayedJobExecutor()
     if spec == "dask-integration":
         from dataflow.executor.integration import DaskIntegrationExecutor
 
@@ -212,6 +217,16 @@ class Context:
     ) -> Any:
         udfs, many = self._normalize(udf)
         check_backends(udfs, backends)
+        if getattr(self.executor, "lazy_results", False):  # make_with("delayed")
+            results = run_lazy(
+                dataset,
+                udfs,
+                roi=roi,
+                corrections=corrections,
+                split_every=split_every or self.split_every,
+                labelled=False,
+            )
+            return results if many else results[0]
         results, plots_made = run(
             self.executor,
             dataset,
@@ -239,6 +254,7 @@ class Context:
         sync: bool = True,
         *,
         split_every: int | None = None,
+        lazy: bool = False,
     ) -> Any:
         """Run one UDF, or several in one pass over the data.
 
@@ -263,13 +279,41 @@ class Context:
             False returns a coroutine.
         split_every
             Children per merge-tree node for this run.
+        lazy
+            Compute nothing: return, per UDF, an ``xarray.Dataset`` backed by dask
+            arrays of the run's graph (see :mod:`dataflow.lazy`). ``progress``,
+            ``plots`` and ``sync`` do not apply.
 
         Returns
         -------
         dict or tuple of dict
             Buffer name to :class:`~dataflow.results.BufferResult`; a tuple of such
-            mappings if ``udf`` is a list.
+            mappings if ``udf`` is a list. With ``lazy=True``, ``xarray.Dataset``
+            objects instead.
+
+        Examples
+        --------
+        >>> from dataflow.udf.sum import SumUDF
+        >>> lazy = ctx.run_udf(dataset=dataset, udf=SumUDF(), lazy=True)
+        >>> lazy["intensity"].dims, type(lazy["intensity"].data).__name__
+        (('det_y', 'det_x'), 'Array')
         """
+        if lazy:
+            udfs, many = self._normalize(udf)
+            check_backends(udfs, backends)
+            if progress or plots:
+                raise ValueError(
+                    "progress and plots need a running computation; lazy=True "
+                    "returns before anything runs"
+                )
+            results = run_lazy(
+                dataset,
+                udfs,
+                roi=roi,
+                corrections=corrections,
+                split_every=split_every or self.split_every,
+            )
+            return results if many else results[0]
         args = (dataset, udf, roi, corrections, progress, backends, plots, split_every)
         if not sync:
             return asyncio.to_thread(self._run_sync, *args)

@@ -83,11 +83,14 @@ class BufferWrapper:
     use
         ``None``; ``"private"`` (merged, but not returned); ``"result_only"`` (never
         allocated on workers, filled by ``get_results``).
+    extra_dims
+        Names of the ``extra_shape`` axes in labelled (xarray) results; a dataflow
+        extension. ``<buffer>_<i>`` by default.
 
     Examples
     --------
-    >>> BufferWrapper("nav", extra_shape=(2,), dtype="float64")
-    BufferWrapper(kind='nav', extra_shape=(2,), dtype=dtype('float64'), where=None, use=None)
+    >>> BufferWrapper("nav", extra_shape=(2,), dtype="float64")  # doctest: +ELLIPSIS
+    BufferWrapper(kind='nav', extra_shape=(2,), dtype=dtype('float64'), where=None, use=None, ...)
     """
 
     kind: BufferKind
@@ -95,6 +98,8 @@ class BufferWrapper:
     dtype: np.dtype = field(default=np.dtype("float32"))
     where: str | None = None
     use: BufferUse | None = None
+    #: names of the ``extra_shape`` axes in labelled results (``<name>_<i>`` if None)
+    extra_dims: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -105,6 +110,14 @@ class BufferWrapper:
             raise ValueError(f"buffer where is {self.where!r}; expected one of {_WHERES}")
         object.__setattr__(self, "extra_shape", _normalize_extra_shape(self.extra_shape))
         object.__setattr__(self, "dtype", _normalize_dtype(self.dtype))
+        if self.extra_dims is not None:
+            names = tuple(self.extra_dims)
+            if len(names) != len(self.extra_shape) or not all(isinstance(n, str) for n in names):
+                raise ValueError(
+                    f"extra_dims is {self.extra_dims!r}; expected {len(self.extra_shape)} names, "
+                    f"one per axis of extra_shape {self.extra_shape}"
+                )
+            object.__setattr__(self, "extra_dims", names)
 
     def shape_for(self, n_frames: int, sig_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of this buffer for ``n_frames`` frames of ``sig_shape``."""

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_PARTITION_BYTES",
     "DaskAdapter",
     "DataSet",
+    "XarrayAdapter",
     "DataSetMeta",
     "FrameLayout",
     "MemoryAdapter",
@@ -157,7 +158,16 @@ def plan_partitions(
         chunks = np.asarray(sorted(set(chunk_boundaries) | {0, n_frames}))
         options = [np.intersect1d(chunks, rows), chunks, *options]
     candidates = next(c for c in options if len(c) - 1 >= n)
-    bounds = _pick_boundaries(candidates, n)
+    # a regular grid (equal partitions, a smaller last one) where it gives n partitions:
+    # results then have regular chunks, which formats such as zarr require
+    step = -(-(len(candidates) - 1) // n)
+    grid = list(candidates[::step])
+    if grid[-1] != candidates[-1]:
+        grid.append(candidates[-1])
+    regular = len(grid) - 1 == n and all(
+        b - a == grid[1] - grid[0] for a, b in itertools.pairwise(grid[:-1])
+    )
+    bounds = [int(b) for b in grid] if regular else _pick_boundaries(candidates, n)
     return tuple(
         Partition(index=i, start=b0, stop=b1)
         for i, (b0, b1) in enumerate(itertools.pairwise(bounds))
@@ -688,4 +698,101 @@ class DaskAdapter:
             if layout.is_identity and tuple(layout.sig_shape) == tuple(dask_array.shape[n_nav:])
             else None,
             layout=layout,
+        )
+
+
+class XarrayAdapter:
+    """The ``xarray`` source: a DataArray, NumPy- or dask-backed, with its labels.
+
+    Signal dimensions are chosen by name; the others are the navigation dimensions,
+    in the DataArray's order. Dimension names, coordinates (with their ``units``
+    attributes) and attributes are carried into the results.
+    """
+
+    name = "xarray"
+    description = "an xarray.DataArray (NumPy- or dask-backed)"
+    extensions: tuple[str, ...] = ()
+
+    @staticmethod
+    def open(
+        data_array: Any = None,
+        *,
+        sig_dims: Sequence[str] | int | None = None,
+        num_partitions: int | None = None,
+        partition_bytes: int = DEFAULT_PARTITION_BYTES,
+        min_partitions: int = 1,
+    ) -> DataSet:
+        """Wrap ``data_array``; ``sig_dims`` names its signal dimensions (default: last 2)."""
+        import xarray as xr
+
+        if not isinstance(data_array, xr.DataArray):
+            raise TypeError(
+                f"ctx.load('xarray', ...) needs an xarray.DataArray; got "
+                f"{type(data_array).__name__}"
+            )
+        names = _signal_names(data_array, sig_dims)
+        nav = [d for d in data_array.dims if d not in names]
+        arr = data_array.transpose(*nav, *names)
+        dims = tuple(str(d) for d in arr.dims)
+        coords = {str(d): np.asarray(arr[d].values) for d in arr.dims if d in arr.coords}
+        units = {
+            str(d): arr[d].attrs["units"]
+            for d in arr.dims
+            if d in arr.coords and "units" in arr[d].attrs
+        }
+        attrs = dict(arr.attrs)
+        if units:
+            attrs["units"] = units
+        common = {
+            "sig_dims": len(names),
+            "num_partitions": num_partitions,
+            "partition_bytes": partition_bytes,
+            "dims": dims,
+            "coords": coords,
+            "attrs": attrs,
+            "min_partitions": min_partitions,
+        }
+        if isinstance(arr.data, da.Array):
+            _warn_signal_chunks(arr.data, len(names), partition_bytes)
+            return DaskAdapter.open(arr.data, **common)
+        return MemoryAdapter.open(np.asarray(arr.data), **common)
+
+
+def _signal_names(data_array: Any, sig_dims: Sequence[str] | int | None) -> tuple[str, ...]:
+    dims = tuple(str(d) for d in data_array.dims)
+    if sig_dims is None:
+        sig_dims = 2
+    if isinstance(sig_dims, (int, np.integer)) and not isinstance(sig_dims, bool):
+        check_sig_dims(int(sig_dims), data_array.shape, f"the DataArray with dims {dims}")
+        return dims[len(dims) - int(sig_dims) :]
+    if isinstance(sig_dims, str):
+        sig_dims = (sig_dims,)
+    names = tuple(str(d) for d in sig_dims)
+    missing = [d for d in names if d not in dims]
+    if missing:
+        raise ValueError(f"sig_dims names {missing}, which the DataArray lacks; its dims: {dims}")
+    if len(names) >= len(dims):
+        raise ValueError(
+            f"sig_dims is {names}; at least one of the DataArray's dims {dims} must be left "
+            "for navigation"
+        )
+    return names
+
+
+def _warn_signal_chunks(array: da.Array, sig_dims: int, partition_bytes: int) -> None:
+    """Warn when merging signal chunks into whole frames makes large intermediate blocks."""
+    sig_chunks = array.chunks[array.ndim - sig_dims :]
+    if all(len(c) == 1 for c in sig_chunks):
+        return
+    nav_block = math.prod(max(c) for c in array.chunks[: array.ndim - sig_dims])
+    frame_bytes = math.prod(array.shape[array.ndim - sig_dims :]) * array.dtype.itemsize
+    block = nav_block * frame_bytes
+    if block > partition_bytes:
+        warnings.warn(
+            f"the signal dimensions are chunked {tuple(max(c) for c in sig_chunks)}; dataflow "
+            f"processes whole frames, so it merges them into blocks of {block / 2**20:.0f} MiB "
+            f"(partitions are near {partition_bytes / 2**20:.0f} MiB). Rechunk the navigation "
+            "dimensions smaller, or the signal dimensions whole, to avoid it.",
+            DataflowWarning,
+            stacklevel=4,
         )

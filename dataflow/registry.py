@@ -31,6 +31,7 @@ GROUP = "dataflow.adapters"
 _BUILTIN = {
     "memory": "dataflow.dataset:MemoryAdapter",
     "dask": "dataflow.dataset:DaskAdapter",
+    "xarray": "dataflow.dataset:XarrayAdapter",
 }
 
 

@@ -8,7 +8,9 @@ and ``.to_xarray()`` the same with named dimensions and the dataset's coordinate
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,7 @@ import numpy as np
 from dataflow.buffers import BufferWrapper, fill_value
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Sequence
 
     import xarray as xr
 
@@ -34,7 +36,16 @@ class ResultContext:
     dims: tuple[str, ...]
     coords: Mapping[str, Any]
     roi: np.ndarray | None
+    #: the dataset's attributes (its ``units`` mapping goes onto the coordinates)
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    #: the UDF's class and parameters, for every result variable
+    udf_attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def units(self) -> Mapping[str, str]:
+        """Unit per dimension, from the dataset's ``attrs["units"]``."""
+        units = self.attrs.get("units")
+        return units if isinstance(units, Mapping) else {}
 
     @cached_property
     def roi_index(self) -> np.ndarray | None:
@@ -200,36 +211,63 @@ class BufferResult:
 
     # labelled output -----------------------------------------------------------------------
 
-    def _dims(self) -> tuple[str, ...]:
-        extra = tuple(f"{self.name}_{i}" for i in range(len(self.extra_shape)))
-        if (
-            self.kind == "nav"
-            and self.data.shape[: len(self._ctx.nav_shape)] == self._ctx.nav_shape
-        ):
-            return self._ctx.nav_dims + extra
-        if (
-            self.kind == "sig"
-            and self.data.shape[: len(self._ctx.sig_shape)] == self._ctx.sig_shape
-        ):
-            return self._ctx.sig_dims + extra
-        return tuple(f"{self.name}_{i}" for i in range(self.data.ndim))
-
     def to_xarray(self) -> xr.DataArray:
         """The buffer as an ``xarray.DataArray`` with named dimensions and coordinates."""
-        import xarray as xr
+        return to_dataarray(self.name, self._decl, self.data, self._ctx)
 
-        dims = self._dims()
-        coords = {d: self._ctx.coords[d] for d in dims if d in self._ctx.coords}
-        attrs = {"kind": self.kind}
-        attrs.update(self._ctx.attrs)
-        da = xr.DataArray(self.data, dims=dims, coords=coords, name=self.name, attrs=attrs)
-        if (
-            self.kind == "nav"
-            and self._ctx.roi is not None
-            and set(self._ctx.nav_dims) <= set(dims)
-        ):
-            da = da.assign_coords(roi=(self._ctx.nav_dims, self._ctx.roi))
-        return da
+
+def result_dims(
+    name: str, decl: BufferWrapper, shape: tuple[int, ...], ctx: ResultContext
+) -> tuple[str, ...]:
+    """Dimension names of a result of ``shape``: the dataset's, then the extra axes'."""
+    extra = decl.extra_dims or tuple(f"{name}_{i}" for i in range(len(decl.extra_shape)))
+    nav, sig = ctx.nav_shape, ctx.sig_shape
+    if decl.kind == "nav" and shape == (*nav, *decl.extra_shape):
+        return ctx.nav_dims + extra
+    if decl.kind == "sig" and shape == (*sig, *decl.extra_shape):
+        return ctx.sig_dims + extra
+    if decl.kind == "single" and shape == decl.extra_shape:
+        return extra
+    return tuple(f"{name}_{i}" for i in range(len(shape)))
+
+
+def to_dataarray(name: str, decl: BufferWrapper, data: Any, ctx: ResultContext) -> xr.DataArray:
+    """``data`` (NumPy or dask) labelled: dims, coordinates with units, ROI, attributes.
+
+    Coordinates are the dataset's (pixel indices for uncalibrated sources, without a
+    ``units`` attribute: no unit is invented); ``attrs`` hold the buffer kind and the
+    UDF's class and parameters.
+    """
+    import xarray as xr
+
+    dims = result_dims(name, decl, tuple(data.shape), ctx)
+    units = ctx.units
+    coords: dict[str, Any] = {}
+    for d in dims:
+        if d in ctx.coords:
+            attrs = {"units": units[d]} if d in units else {}
+            coords[d] = xr.Variable(d, np.asarray(ctx.coords[d]), attrs=attrs)
+    if decl.kind == "nav" and ctx.roi is not None and set(ctx.nav_dims) <= set(dims):
+        coords["roi"] = xr.Variable(ctx.nav_dims, ctx.roi)
+    attrs = {"kind": decl.kind, **ctx.udf_attrs}
+    return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs=attrs)
+
+
+def dataset_attrs(ctx: ResultContext) -> dict[str, Any]:
+    """The dataset's attributes that serialize (JSON), without the per-dimension units."""
+    import json
+
+    out = {}
+    for key, value in ctx.attrs.items():
+        if key == "units":
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    out.update(ctx.udf_attrs)
+    return out
 
 
 class UDFResultDict(dict):
@@ -240,10 +278,7 @@ class UDFResultDict(dict):
         import xarray as xr
 
         arrays = {name: res.to_xarray() for name, res in self.items()}
-        attrs: dict[str, Any] = {}
-        for res in self.values():
-            attrs.update(res._ctx.attrs)
-            break
+        attrs = next((dataset_attrs(res._ctx) for res in self.values()), {})
         return xr.Dataset(arrays, attrs=attrs)
 
 
@@ -299,11 +334,4 @@ def wrap(
 
 
 def _with_attrs(context: ResultContext, attrs: Mapping[str, Any]) -> ResultContext:
-    return ResultContext(
-        context.nav_shape,
-        context.sig_shape,
-        context.dims,
-        context.coords,
-        context.roi,
-        {**context.attrs, **attrs},
-    )
+    return dataclasses.replace(context, udf_attrs={**context.udf_attrs, **attrs})

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from dataflow.plot import Live2DPlot
     from dataflow.udf.base import UDF
 
-__all__ = ["ResultGenerator", "run", "run_iter"]
+__all__ = ["ResultGenerator", "run", "run_iter", "run_lazy"]
 
 _DAMAGE = BufferWrapper("nav", dtype=bool)
 
@@ -65,7 +66,33 @@ def _context(plan: RunPlan) -> ResultContext:
 
 
 def _udf_attrs(plan: RunPlan) -> list[dict[str, Any]]:
-    return [{"udf": u.name} for u in plan.spec.udfs]
+    return [udf_attrs(u.udf) for u in plan.spec.udfs]
+
+
+def udf_attrs(udf: UDF) -> dict[str, Any]:
+    """Attributes naming a UDF and its parameters, as strings that any format stores."""
+    import json
+
+    params = {k: _describe(v) for k, v in udf._kwargs.items()}
+    cls = type(udf)
+    return {
+        "udf": cls.__name__,
+        "udf_class": f"{cls.__module__}.{cls.__qualname__}",
+        "udf_params": json.dumps(params, sort_keys=True),
+    }
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return f"<array shape={value.shape} dtype={value.dtype}>"
+    if isinstance(value, (list, tuple)) and len(value) <= 16:
+        return [_describe(v) for v in value]
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class _ClientFold:
@@ -145,7 +172,7 @@ def _graph_dict(
         # what any other scheduler does: the spec must pickle. (Not loaded back here:
         # loading a class pickled by value in the same process resets its methods.)
         cloudpickle.dumps(plan.spec)
-    return graph, dict(graph.graph)
+    return graph, graph.to_dict()
 
 
 class _Progress:
@@ -239,6 +266,35 @@ def _make_live(plots: Any, plot_class: Any, plan: RunPlan) -> list[tuple[int, Li
         plot_class = MPLLive2DPlot
     return make_plots(
         plots, plot_class, plan.dataset, plan.spec.udfs, plan.user_udfs, plan.spec.roi
+    )
+
+
+def run_lazy(
+    dataset: DataSet,
+    udfs: Sequence[UDF],
+    roi: Any = None,
+    split_every: int = 8,
+    corrections: Any = None,
+    labelled: bool = True,
+) -> tuple[Any, ...]:
+    """The results of ``udfs``, computing nothing.
+
+    ``labelled``: per UDF an ``xarray.Dataset`` of dask arrays; otherwise a dict of
+    :class:`~dataflow.executor.delayed.DelayedBufferResult` (LiberTEM's delayed results).
+    """
+    from dataflow.lazy import lazy_buffers, lazy_datasets
+
+    plan = make_plan(dataset, udfs, roi, corrections)
+    graph = build_graph(plan, split_every=split_every, with_results=True)
+    base = _context(plan)
+    contexts = [dataclasses.replace(base, udf_attrs=a) for a in _udf_attrs(plan)]
+    if labelled:
+        return lazy_datasets(graph, contexts)
+    from dataflow.executor.delayed import DelayedBufferResult, DelayedResultDict
+
+    return tuple(
+        DelayedResultDict((name, DelayedBufferResult(b, ctx)) for name, b in buffers.items())
+        for buffers, ctx in zip(lazy_buffers(graph), contexts, strict=True)
     )
 
 

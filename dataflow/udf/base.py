@@ -443,9 +443,22 @@ class UDF:
         dtype: Any = "float32",
         where: str | None = None,
         use: BufferUse | None = None,
+        *,
+        extra_dims: tuple[str, ...] | None = None,
     ) -> BufferWrapper:
-        """Declare a buffer; see :class:`~dataflow.buffers.BufferWrapper`."""
-        return BufferWrapper(kind=kind, extra_shape=extra_shape, dtype=dtype, where=where, use=use)
+        """Declare a buffer; see :class:`~dataflow.buffers.BufferWrapper`.
+
+        ``extra_dims`` (a dataflow extension) names the ``extra_shape`` axes in
+        labelled results.
+        """
+        return BufferWrapper(
+            kind=kind,
+            extra_shape=extra_shape,
+            dtype=dtype,
+            where=where,
+            use=use,
+            extra_dims=extra_dims,
+        )
 
     @classmethod
     def aux_data(

@@ -74,7 +74,7 @@ def test_roi_drops_partitions_without_frames(ctx):
     roi = np.zeros((16, 16), bool)
     roi[:4] = True  # only the first quarter of the frames
     g = _graph(ctx, 8, [SumUDF()], roi=roi)
-    dsk = dict(g.graph)
+    dsk = g.to_dict()
     assert len(_layer_keys(dsk, "-partition-")) == 2
     data_keys = [k for k in dsk if isinstance(k, tuple) and k[0].startswith("memory-")]
     assert len(data_keys) == 2  # blocks of skipped partitions are culled
