@@ -109,7 +109,7 @@ class Context:
                 "InlineJobExecutor(), or use Context.make_with('threads')"
             )
         self.executor = executor
-        self.plot_class = plot_class
+        self._plot_class = plot_class
         self.split_every = split_every
         #: the live plots of the last run with ``plots=``
         self.plots: list[Live2DPlot] = []
@@ -145,6 +145,19 @@ class Context:
         return cls(
             executor=_make_executor(executor_spec.lower(), cpus), plot_class=plot_class, **kwargs
         )
+
+    @property
+    def plot_class(self) -> type[Live2DPlot]:
+        """The class of the live plots ``plots=True`` makes (matplotlib by default)."""
+        if self._plot_class is None:
+            from dataflow.plot import MPLLive2DPlot
+
+            return MPLLive2DPlot
+        return self._plot_class
+
+    @plot_class.setter
+    def plot_class(self, value: type[Live2DPlot] | None) -> None:
+        self._plot_class = value
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -354,6 +367,15 @@ class Context:
         if sync:
             return gen
         return AsyncResultGenerator(gen)
+
+    def display(self, dataset: DataSet, udf: UDF | Iterable[UDF], roi: Any = None) -> Any:
+        """The buffers ``udf`` declares on ``dataset``, as text and HTML; nothing is read.
+
+        See :func:`dataflow.display.display`.
+        """
+        from dataflow.display import display
+
+        return display(dataset, udf, roi)
 
     def map(
         self,

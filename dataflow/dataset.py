@@ -520,6 +520,7 @@ class MemoryAdapter:
         coords: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         min_partitions: int = 1,
+        datashape: Sequence[int] | None = None,
     ) -> DataSet:
         """Wrap ``data`` (nav + sig) as a DataSet.
 
@@ -537,11 +538,15 @@ class MemoryAdapter:
             Force tiles of ``tileshape[0]`` frames (tiles always span whole frames).
         tiledelay
             Seconds to sleep per tile, to make runs slow in tests.
+        datashape
+            Without ``data``: the shape of random float32 data to make (as LiberTEM).
         dims, coords, attrs
             Dimension names, coordinates and attributes of the dataset.
         """
+        if data is None and datashape is not None:
+            data = np.random.default_rng().random(tuple(datashape), dtype=np.float32)
         if data is None:
-            raise TypeError("ctx.load('memory', ...) needs data=<numpy array>")
+            raise TypeError("ctx.load('memory', ...) needs data=<numpy array> (or datashape=)")
         if not isinstance(data, np.ndarray):
             if hasattr(data, "__dask_graph__"):
                 raise TypeError(

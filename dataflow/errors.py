@@ -60,5 +60,5 @@ class DataflowWarning(UserWarning):
     """Base class of the warnings dataflow emits."""
 
 
-class UseDiscouragedWarning(DataflowWarning):
+class UseDiscouragedWarning(DataflowWarning, FutureWarning):
     """An API is used in a way that works but is discouraged (LiberTEM's name)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +18,6 @@ import numpy as np
 if TYPE_CHECKING:
     from dataflow.dataset import DataSet
     from dataflow.plan import UDFPlan
-    from dataflow.results import UDFResults
     from dataflow.udf.base import UDF
 
 __all__ = ["Dummy2DPlot", "Live2DPlot", "MPLLive2DPlot", "default_channels"]
@@ -37,7 +36,7 @@ def default_channels(uplan: UDFPlan, nav_dims: int, sig_dims: int) -> list[str]:
 
 
 class Live2DPlot:
-    """Base class of live plots of one channel of one UDF.
+    """Base class of live plots of one channel of one UDF (LiberTEM's ``Live2DPlot``).
 
     Parameters
     ----------
@@ -48,10 +47,12 @@ class Live2DPlot:
     roi
         The run's ROI.
     channel
-        A buffer name, or ``(name, function)`` where ``function`` maps the buffer's
-        ``.data`` to the 2D array to show.
+        What to plot: a buffer name; ``(name, function)`` where ``function`` maps the
+        buffer's ``.data`` to the 2D array to show; a function
+        ``f(udf_results, damage) -> (data, damage)``; or None for the first buffer
+        whose ``.data`` is 2D.
     title
-        Plot title; the channel name by default.
+        Plot title; ``"<UDF>: <channel>"`` by default.
     min_delta
         Minimum seconds between updates from partial results.
     """
@@ -61,23 +62,26 @@ class Live2DPlot:
         dataset: DataSet,
         udf: UDF,
         roi: np.ndarray | None = None,
-        channel: str | tuple[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+        channel: Any = None,
         title: str | None = None,
-        min_delta: float = 0.5,
+        min_delta: float = 0.0,
         udfresult: Any = None,
     ) -> None:
-        if isinstance(channel, tuple):
-            name, func = channel
+        self._func: Callable[..., Any] | None = None
+        self._extractor: Callable[..., Any] | None = None
+        if isinstance(channel, (tuple, list)):
+            name, self._func = channel
+        elif callable(channel):
+            name, self._extractor = getattr(channel, "__name__", "custom"), channel
+        elif channel is None:
+            name = _first_2d(dataset, udf)
         else:
-            name, func = channel, None
-        if name is None:
-            raise ValueError("channel is None; pass the name of a result buffer")
+            name = channel
         self.dataset = dataset
         self.udf = udf
         self.roi = roi
         self.channel = name
-        self._func = func
-        self.title = title or name
+        self.title = title or f"{type(udf).__name__}: {name}"
         self.min_delta = min_delta
         self.data: np.ndarray | None = None
         self.damage: np.ndarray | None = None
@@ -88,9 +92,11 @@ class Live2DPlot:
         """The UDF of this plot."""
         return self.udf
 
-    def extract(self, udf_results: UDFResults, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The 2D array to show and its valid mask, from a (partial) result."""
-        res = udf_results.buffers[index][self.channel]
+    def extract(self, udf_results: Mapping[str, Any], damage: Any) -> tuple[np.ndarray, Any]:
+        """The 2D array to show and its valid mask, from one UDF's (partial) results."""
+        if self._extractor is not None:
+            return self._extractor(udf_results, damage)
+        res = udf_results[self.channel]
         data = res.data
         mask = res.valid_mask
         if self._func is not None:
@@ -98,13 +104,13 @@ class Live2DPlot:
             mask = np.ones(data.shape, dtype=bool) if mask.shape != data.shape else mask
         return data, mask
 
-    def new_data(self, udf_results: UDFResults, index: int, force: bool = False) -> bool:
+    def new_data(self, udf_results: Mapping[str, Any], damage: Any, force: bool = False) -> bool:
         """Take new (partial) results; redraw if ``force`` or ``min_delta`` has passed."""
         now = time.monotonic()
         if not force and now - self._last < self.min_delta:
             return False
         self._last = now
-        self.data, self.damage = self.extract(udf_results, index)
+        self.data, self.damage = self.extract(udf_results, damage)
         self.update(self.damage, force=force)
         self.n_updates += 1
         return True
@@ -113,9 +119,19 @@ class Live2DPlot:
         """Show the (empty) plot."""
         raise NotImplementedError
 
-    def update(self, damage: np.ndarray, force: bool = False) -> None:
+    def update(self, damage: Any, force: bool = False) -> None:
         """Redraw from ``self.data``."""
         raise NotImplementedError
+
+
+def _first_2d(dataset: DataSet, udf: UDF) -> str:
+    from dataflow.plan import make_plan
+
+    uplan = make_plan(dataset, [udf.copy()]).spec.udfs[0]
+    names = default_channels(uplan, dataset.shape.nav_dims, dataset.shape.sig_dims)
+    if not names:
+        raise ValueError(f"{type(udf).__name__} has no buffer whose result is 2D to plot")
+    return names[0]
 
 
 class MPLLive2DPlot(Live2DPlot):
@@ -127,8 +143,10 @@ class MPLLive2DPlot(Live2DPlot):
         The matplotlib figure, axes and image, once displayed.
     """
 
-    def __init__(self, *args: Any, cmap: str = "viridis", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args: Any, cmap: str = "viridis", min_delta: float = 0.5, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, min_delta=min_delta, **kwargs)
         self.cmap = cmap
         self.fig: Any = None
         self.axes: Any = None
@@ -174,6 +192,11 @@ class Dummy2DPlot(Live2DPlot):
         pass
 
 
+def _is_plot(obj: Any) -> bool:
+    """A plot object: anything with ``get_udf()`` and ``new_data()``, as LiberTEM accepts."""
+    return callable(getattr(obj, "get_udf", None)) and callable(getattr(obj, "new_data", None))
+
+
 def make_plots(
     plots: Any,
     plot_class: type[Live2DPlot],
@@ -188,25 +211,35 @@ def make_plots(
     nav_dims, sig_dims = dataset.shape.nav_dims, dataset.shape.sig_dims
     if plots is True:
         channels = [default_channels(u, nav_dims, sig_dims) for u in uplans]
-    elif isinstance(plots, Sequence) and all(isinstance(p, Live2DPlot) for p in plots):
+    elif isinstance(plots, Sequence) and plots and all(_is_plot(p) for p in plots):
         out = []
         for p in plots:
-            matches = [i for i, u in enumerate(udfs) if u is p.udf]
+            target = p.get_udf()
+            matches = [i for i, u in enumerate(udfs) if u is target]
             if not matches:
                 raise ValueError(f"plot {p!r} is for a UDF that is not part of this run")
             out.append((matches[0], p))
         return out
-    elif isinstance(plots, Sequence) and len(plots) == len(uplans):
-        channels = [list(c) for c in plots]
+    elif (
+        isinstance(plots, Sequence)
+        and len(plots) <= len(uplans)
+        and all(isinstance(c, Sequence) and not isinstance(c, str) for c in plots)
+    ):
+        channels = [list(c) for c in plots] + [[]] * (len(uplans) - len(plots))
     else:
         raise TypeError(
-            f"plots is {plots!r}; expected True, a list of Live2DPlot objects, or one list of "
-            f"channels per UDF ({len(uplans)} lists)"
+            f"plots is {plots!r}; expected True, a list of plot objects, or up to one list of "
+            f"channels per UDF ({len(uplans)} UDFs)"
         )
     out = []
     for i, (uplan, names) in enumerate(zip(uplans, channels, strict=True)):
         for ch in names:
-            name = ch[0] if isinstance(ch, tuple) else ch
+            name = ch[0] if isinstance(ch, (tuple, list)) else ch
+            if callable(ch):
+                plot = plot_class(dataset, udfs[i], roi=roi, channel=ch)
+                plot.display()
+                out.append((i, plot))
+                continue
             if name not in uplan.buffers:
                 raise ValueError(
                     f"plot channel {name!r} is not a buffer of {uplan.name}; its buffers: "

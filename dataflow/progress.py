@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["ProgressReporter", "ProgressState", "TQDMProgressReporter", "make_reporter"]
 
 
-@dataclass(frozen=True)
-class ProgressState:
-    """How far a run is (LiberTEM's ``ProgressState``)."""
+class ProgressState(NamedTuple):
+    """How far a run is (LiberTEM's ``ProgressState``, fields in its order)."""
 
-    num_frames_total: int
     num_frames_complete: int
-    num_part_total: int
+    num_frames_total: int
     num_part_complete: int
     num_part_in_progress: int
+    num_part_total: int
     progress_id: str
 
 

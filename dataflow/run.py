@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -40,7 +41,7 @@ from dataflow.results import BufferResult, ResultContext, UDFResultDict, UDFResu
 from dataflow.udf.base import UDFKwargsWrapper
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from dataflow.dataset import DataSet
     from dataflow.executor.base import JobExecutor
@@ -208,6 +209,17 @@ class _Progress:
             self.reporter.end(self._state())
 
 
+def _check_dataset(dataset: Any) -> None:
+    """Raise unless ``dataset`` is a DataSet, before anything else looks at it."""
+    from dataflow.dataset import DataSet
+
+    if not isinstance(dataset, DataSet):
+        raise TypeError(
+            f"dataset is a {type(dataset).__name__}; expected a DataSet made with "
+            "ctx.load(...), such as ctx.load('memory', data=array) for a NumPy array"
+        )
+
+
 def run(
     executor: JobExecutor,
     dataset: DataSet,
@@ -220,6 +232,7 @@ def run(
     corrections: Any = None,
 ) -> tuple[tuple[UDFResultDict, ...], list[Live2DPlot]]:
     """Run ``udfs`` over ``dataset``; the results and the plots made."""
+    _check_dataset(dataset)
     plan = make_plan(dataset, udfs, roi, corrections)
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
@@ -244,17 +257,43 @@ def run(
                     damage = fold.damage.copy()
                     lazy = _LazyBuffers(plan, fold.accs, damage, live=False)
                     partial = _results(plan, lazy, damage)
-                    for i, plot in live:
-                        plot.new_data(partial, i)
+                    _update_plots(live, partial)
     finally:
         tracker.end()
     results = wrap(collected, context, None, _udf_attrs(plan))
     final = UDFResults(
         results, BufferResult("damage", _DAMAGE, np.ones(plan.spec.n_frames, bool), context)
     )
-    for i, plot in live:
-        plot.new_data(final, i, force=True)
+    _update_plots(live, final, force=True)
     return results, [p for _, p in live]
+
+
+class _OneUDF(Mapping):
+    """One UDF's result mapping from a (partial) result, computed on first access."""
+
+    def __init__(self, results: UDFResults, index: int) -> None:
+        self._results = results
+        self._index = index
+
+    def _mapping(self) -> UDFResultDict:
+        return self._results.buffers[self._index]
+
+    def __getitem__(self, name: str) -> Any:
+        return self._mapping()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+
+def _update_plots(
+    live: Sequence[tuple[int, Any]], results: UDFResults, force: bool = False
+) -> None:
+    """Offer (partial) results to the plots: ``new_data(udf_results, damage, force)``."""
+    for i, plot in live:
+        plot.new_data(_OneUDF(results, i), results.damage.data, force=force)
 
 
 def _make_live(plots: Any, plot_class: Any, plan: RunPlan) -> list[tuple[int, Live2DPlot]]:
@@ -284,6 +323,7 @@ def run_lazy(
     """
     from dataflow.lazy import lazy_buffers, lazy_datasets
 
+    _check_dataset(dataset)
     plan = make_plan(dataset, udfs, roi, corrections)
     graph = build_graph(plan, split_every=split_every, with_results=True)
     base = _context(plan)
@@ -314,6 +354,7 @@ def run_iter(
     Inspection happens when this is called, so bad input raises at once; the data is
     read when the returned generator is iterated.
     """
+    _check_dataset(dataset)
     plan = make_plan(dataset, udfs, roi, corrections)
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
@@ -437,14 +478,12 @@ def _iterate(
                 lazy = _LazyBuffers(plan, fold.accs, damage, live=True)
                 last = weakref.ref(lazy)
                 partial = _results(plan, lazy, damage)
-                for i, plot in live:
-                    plot.new_data(partial, i)
+                _update_plots(live, partial)
                 yield partial
             else:
                 done = np.ones(plan.spec.n_frames, bool)
                 final = _results(plan, _LazyBuffers(plan, event[1], done, live=False), done)
-                for i, plot in live:
-                    plot.new_data(final, i, force=True)
+                _update_plots(live, final, force=True)
                 yield final
     except Exception as e:
         if _is_cancellation(e):

@@ -13,8 +13,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
-from dataflow.buffers import ArrayWithMask, AuxBufferWrapper, BufferWrapper, UDFData, check_cast
+from dataflow.buffers import (
+    ArrayWithMask,
+    AuxBufferWrapper,
+    BufferWrapper,
+    MergeAttrMapping,
+    UDFData,
+    check_cast,
+)
 from dataflow.errors import UDFException
+from dataflow.results import UDFResultDict, UDFResults
 from dataflow.shape import Shape, Slice
 
 if TYPE_CHECKING:
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from dataflow.buffers import BufferKind, BufferUse
 
 __all__ = [
+    "MergeAttrMapping",
     "NoOpUDF",
     "TileDepthEnum",
     "TileSizeEnum",
@@ -31,6 +40,8 @@ __all__ = [
     "UDFFrameMixin",
     "UDFKwargsWrapper",
     "UDFMergeAllMixin",
+    "UDFResultDict",
+    "UDFResults",
     "UDFMeta",
     "UDFMethod",
     "UDFPartitionMixin",

@@ -1,0 +1,5 @@
+"""LiberTEM import path for progress reporting."""
+
+from dataflow.progress import ProgressReporter, ProgressState, TQDMProgressReporter
+
+__all__ = ["ProgressReporter", "ProgressState", "TQDMProgressReporter"]
