@@ -337,6 +337,39 @@ def _dims_of(arr: Any) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+def _coords_of(
+    source: _Source, array_path: str, dims: tuple[str, ...], shape: tuple[int, ...]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Coordinate arrays stored beside the array, as ``xarray.Dataset.to_zarr`` writes them.
+
+    A 1-D array named after a dimension, of that dimension's length, in the same group
+    is its coordinate; its ``units`` attribute becomes the dimension's unit.
+    """
+    import zarr
+
+    parent = array_path.rsplit("/", 1)[0] if "/" in array_path else ""
+    try:
+        group = zarr.open_group(store=source.open_store(), path=parent, mode="r")
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return {}, {}
+    coords: dict[str, np.ndarray] = {}
+    units: dict[str, str] = {}
+    for dim, size in zip(dims, shape, strict=True):
+        if dim == array_path.rsplit("/", 1)[-1]:
+            continue
+        try:
+            node = group[dim]
+        except KeyError:
+            continue
+        if not isinstance(node, zarr.Array) or node.shape != (size,):
+            continue
+        coords[dim] = np.asarray(node[...])
+        unit = node.attrs.get("units")
+        if isinstance(unit, str):
+            units[dim] = unit
+    return coords, units
+
+
 def _metadata_mtime(path: Path, ds_path: str) -> int:
     for name in _METADATA_FILES:
         meta = path / ds_path / name
@@ -884,12 +917,21 @@ class ZarrAdapter:
         # stored attributes, without encoding details (_ARRAY_DIMENSIONS, _FillValue, ...)
         # that belong to the store, not to the data or to results written from it
         attrs = {k: v for k, v in arr.attrs.items() if not k.startswith("_")}
+        stored_dims = _dims_of(arr) if same_frames else None
+        coords: dict[str, np.ndarray] = {}
+        if stored_dims is not None and dims is None:
+            coords, units = _coords_of(source, full_path, stored_dims, shape)
+            if units:
+                attrs["units"] = units
+            elif attrs.get("units") is not None and not isinstance(attrs["units"], dict):
+                attrs["data_units"] = attrs.pop("units")  # the data's own unit, not per dim
         return DataSet(
             array,
             nav_shape=layout.nav_shape,
             partitions=partitions,
             token=token,
-            dims=dims if dims is not None else (_dims_of(arr) if same_frames else None),
+            dims=dims if dims is not None else stored_dims,
+            coords=coords,
             attrs=attrs,
             layout=layout,
             reader=reader,

@@ -188,7 +188,9 @@ class DataSet:
     coords : dict of str to numpy.ndarray
         One coordinate array per dimension.
     attrs : dict
-        Metadata (units, calibration, provenance).
+        Metadata (calibration, provenance). ``attrs["units"]`` maps dimension names to
+        units (results put them on their coordinates); ``attrs["data_units"]`` is the
+        unit of the values, if the source states one.
     partitions : tuple of Partition
         The partitions, in flattened navigation order.
     partition_array : dask.array.Array
@@ -746,6 +748,8 @@ class XarrayAdapter:
             if d in arr.coords and "units" in arr[d].attrs
         }
         attrs = dict(arr.attrs)
+        if isinstance(attrs.get("units"), str):  # the data's own unit
+            attrs["data_units"] = attrs.pop("units")
         if units:
             attrs["units"] = units
         common = {

@@ -259,7 +259,9 @@ def dataset_attrs(ctx: ResultContext) -> dict[str, Any]:
 
     out = {}
     for key, value in ctx.attrs.items():
-        if key == "units":
+        # per-dimension units live on the coordinates; kind and udf* describe one result
+        # variable (an input that was itself a result carries them)
+        if key in ("units", "kind", "udf", "udf_class", "udf_params"):
             continue
         try:
             json.dumps(value)

@@ -696,7 +696,7 @@ def test_xarray_store_consolidated(ctx, zarr, tmp_path, consolidated):
     xds.to_zarr(path, mode="w", zarr_format=2, consolidated=consolidated)
     ds = ctx.load("zarr", path=path, ds_path="intensity")
     assert ds.dims == ("y", "x", "ky", "kx")
-    assert ds.attrs["units"] == "counts"
+    assert ds.attrs["data_units"] == "counts"  # attrs["units"] maps dimensions to units
     assert "_ARRAY_DIMENSIONS" not in ds.attrs
     _check_sums(ctx, ds, data)
 
@@ -826,3 +826,26 @@ def test_processes(processes_ctx, zarr, tmp_path):
     roi[1, 1] = roi[4, 2] = True
     res = processes_ctx.run_udf(dataset=ds, udf=SumSigUDF(), roi=roi)
     np.testing.assert_allclose(res["intensity"].raw_data, data[roi].sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_xarray_written_coordinates_and_units_come_through(tmp_path):
+    import xarray as xr
+
+    from dataflow.api import Context
+    from dataflow.udf.sumsigudf import SumSigUDF
+
+    data = np.arange(4 * 5 * 3 * 2, dtype="float32").reshape(4, 5, 3, 2)
+    arr = xr.DataArray(
+        data,
+        dims=("y", "x", "ky", "kx"),
+        coords={"x": ("x", np.arange(5) * 2.5, {"units": "nm"}), "ky": ("ky", [-1.0, 0, 1])},
+    )
+    arr.to_dataset(name="frames").to_zarr(tmp_path / "s.zarr", consolidated=False)
+    ctx = Context.make_with("inline")
+    ds = ctx.load("zarr", path=tmp_path / "s.zarr", ds_path="frames")
+    assert ds.dims == ("y", "x", "ky", "kx")
+    np.testing.assert_array_equal(ds.coords["x"], np.arange(5) * 2.5)
+    out = ctx.run_udf(dataset=ds, udf=SumSigUDF()).to_xarray()
+    assert out["x"].attrs == {"units": "nm"}
+    assert "units" not in out["y"].attrs  # no coordinate stored: pixel indices, no unit
+    np.testing.assert_array_equal(out["intensity"].values, data.sum(axis=(2, 3)))

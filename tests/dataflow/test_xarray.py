@@ -107,3 +107,15 @@ def test_udf_parameters_in_attrs_and_named_extra_dims(ctx, calibrated):
     assert out.attrs["udf_params"] == '{"dtype": "float64"}'
     pairs = ctx.run_udf(dataset=ds, udf=Pairs()).to_xarray()
     assert pairs["p"].dims == ("y", "x", "component")
+
+
+def test_results_of_results_do_not_inherit_stale_result_attrs(ctx, calibrated):
+    first = ctx.run_udf(
+        dataset=ctx.load("xarray", calibrated, sig_dims=("ky", "kx")), udf=SumSigUDF(), lazy=True
+    )["intensity"]
+    assert first.attrs["kind"] == "nav"
+    nxt = ctx.load("xarray", first.expand_dims(k=2, axis=-1), sig_dims="k")
+    second = ctx.run_udf(dataset=nxt, udf=SumUDF(), lazy=True)
+    assert second["intensity"].attrs["kind"] == "sig"
+    assert "kind" not in second.attrs
+    assert second.attrs["udf"] == "SumUDF"
