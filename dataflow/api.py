@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+from dataflow.dataset import DEFAULT_PARTITION_BYTES
 from dataflow.errors import ExecutorSpecException
 from dataflow.executor.base import JobExecutor
 from dataflow.graph import DEFAULT_SPLIT_EVERY
@@ -63,9 +64,21 @@ def _make_executor(spec: str, cpus: Any) -> JobExecutor:
     )
 
 
+def _accepts(adapter: Any, keyword: str) -> bool:
+    import inspect
+
+    try:
+        return keyword in inspect.signature(adapter.open).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _count(cpus: Any) -> int | None:
+    """A worker count from ``cpus``: a number, or an iterable of CPU ids (LiberTEM)."""
     if cpus is None or isinstance(cpus, int):
         return cpus
+    if isinstance(cpus, (str, bytes)) or not isinstance(cpus, Iterable):
+        raise TypeError(f"cpus is {cpus!r}; expected a number of workers or a list of CPU ids")
     return len(list(cpus))
 
 
@@ -202,6 +215,10 @@ class Context:
         else:
             adapter = get_adapter(filetype)
         kwargs.setdefault("min_partitions", self.executor.n_workers)
+        per_thread = self.executor.memory_per_thread
+        if per_thread and "partition_bytes" not in kwargs and _accepts(adapter, "partition_bytes"):
+            # a worker holds about two partitions per thread next to its own memory
+            kwargs["partition_bytes"] = max(2**20, min(DEFAULT_PARTITION_BYTES, per_thread // 8))
         return adapter.open(*args, **kwargs)
 
     # running ----------------------------------------------------------------------------------

@@ -141,6 +141,7 @@ def plan_partitions(
     """
     if n_frames < 1:
         raise DataSetException("the dataset has no frames: its navigation shape has size 0")
+    target_bytes = _check_count("partition_bytes", target_bytes)
     if num_partitions is not None:
         n = _check_count("num_partitions", num_partitions)
         if n > n_frames:

@@ -263,7 +263,9 @@ def _strategy(udf: UDF, buffers: Mapping[str, BufferWrapper]) -> str:
         return "concat"
     if _implements(udf, "merge_all"):
         return "merge_all"
-    raise NotImplementedError(_default_merge_message(type(udf).__name__, others[0]))
+    raise NotImplementedError(
+        _default_merge_message(type(udf).__name__, others[0], buffers[others[0]].kind)
+    )
 
 
 def make_plan(

@@ -72,6 +72,15 @@ class JobExecutor:
         """Number of tasks that can run at once: the minimum number of partitions."""
         return 1
 
+    @property
+    def memory_per_thread(self) -> int | None:
+        """Bytes of memory per worker thread where workers have a limit, else None.
+
+        ``Context.load`` sizes partitions from it (an eighth of it, at most the
+        default), so runs stay within worker memory limits.
+        """
+        return None
+
     def close(self) -> None:
         """Release what the executor owns (pools, clusters)."""
 

@@ -16,7 +16,12 @@ from dataflow.executor.base import JobExecutor, StreamEvent, cpu_count
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DaskJobExecutor", "cluster_spec", "client_stream"]
+__all__ = [
+    "DaskJobExecutor",
+    "client_memory_per_thread",
+    "client_stream",
+    "cluster_spec",
+]
 
 
 def _distributed() -> Any:
@@ -36,6 +41,16 @@ def cluster_spec(cpus: int | Sequence[int] | None = None, **kwargs: Any) -> dict
     spec = {"n_workers": n, "threads_per_worker": 1, "processes": True}
     spec.update(kwargs)
     return spec
+
+
+def client_memory_per_thread(client: Client) -> int | None:
+    """The smallest memory limit per thread among the client's workers, or None."""
+    limits = []
+    for info in client.scheduler_info().get("workers", {}).values():
+        limit, threads = info.get("memory_limit"), info.get("nthreads") or 1
+        if limit:
+            limits.append(int(limit) // threads)
+    return min(limits) if limits else None
 
 
 def client_stream(
@@ -88,6 +103,8 @@ class DaskJobExecutor(JobExecutor):
     def __init__(self, client: Client, is_local: bool = False, lt_resources: Any = None) -> None:
         self.client = client
         self.is_local = is_local
+        #: close the client (not its cluster) with the executor: ``connect`` made it
+        self._owns_client = False
 
     @classmethod
     def make_local(
@@ -123,14 +140,24 @@ class DaskJobExecutor(JobExecutor):
         client_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> DaskJobExecutor:
-        """Connect to the scheduler at ``scheduler_uri`` (e.g. ``"tcp://10.0.0.1:8786"``)."""
+        """Connect to the scheduler at ``scheduler_uri`` (e.g. ``"tcp://10.0.0.1:8786"``).
+
+        The executor owns the client it makes here and closes it in :meth:`close`; the
+        cluster keeps running.
+        """
         distributed = _distributed()
         ckw = {"set_as_default": False, **(client_kwargs or {})}
-        return cls(distributed.Client(scheduler_uri, *args, **ckw), is_local=False)
+        executor = cls(distributed.Client(scheduler_uri, *args, **ckw), is_local=False)
+        executor._owns_client = True
+        return executor
 
     @property
     def n_workers(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
+
+    @property
+    def memory_per_thread(self) -> int | None:
+        return client_memory_per_thread(self.client)
 
     def get(self, dsk: Mapping, key: Any) -> Any:
         return self.client.get(dict(dsk), key, sync=True)
@@ -147,8 +174,15 @@ class DaskJobExecutor(JobExecutor):
         return client_stream(self.client, dsk, partition_keys, final_key, want_data=want_data)
 
     def close(self) -> None:
+        """Close what the executor made: the cluster of ``make_local``, the client of ``connect``.
+
+        A client passed in by the caller stays open, and so does a cluster the
+        executor connected to.
+        """
         if self.is_local:
             cluster = self.client.cluster
             self.client.close()
             if cluster is not None:
                 cluster.close()
+        elif self._owns_client:
+            self.client.close()

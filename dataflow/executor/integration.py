@@ -20,7 +20,7 @@ from dataflow.executor.base import (
     StreamEvent,
     cpu_count,
 )
-from dataflow.executor.dask import client_stream
+from dataflow.executor.dask import client_memory_per_thread, client_stream
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -84,6 +84,11 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
         return super().stream(
             dsk, partition_keys, final_key, want_data=want_data, lockstep=lockstep
         )
+
+    @property
+    def memory_per_thread(self) -> int | None:
+        kind, value = self._current()
+        return client_memory_per_thread(value) if kind == "client" else None
 
     @property
     def n_workers(self) -> int:

@@ -401,7 +401,9 @@ class UDF:
         for name, src_view in src.items():
             decl = decls.get(name) if decls else None
             if decl is not None and decl.kind != "nav":
-                raise NotImplementedError(_default_merge_message(type(self).__name__, name))
+                raise NotImplementedError(
+                    _default_merge_message(type(self).__name__, name, decl.kind)
+                )
             dest_view = dest.get(name)
             check_cast(src_view, dest_view)
             dest_view[:] = src_view
@@ -541,11 +543,12 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _default_merge_message(udf_name: str, buffer_name: str) -> str:
+def _default_merge_message(udf_name: str, buffer_name: str, kind: str = "") -> str:
+    of_kind = f"of kind {kind!r}" if kind else "of another kind"
     return (
         "Default merging only works for kind='nav' buffers. Please implement a "
         f"suitable custom merge function: {udf_name} declares buffer {buffer_name!r} "
-        "of another kind."
+        f"{of_kind}."
     )
 
 

@@ -1,0 +1,322 @@
+"""``DaskJobExecutor`` on a ``dask.distributed`` cluster: connecting, and the data path.
+
+The cluster tests start their own ``LocalCluster`` of worker processes on loopback
+(one per module, closed after it). What they pin down:
+
+* the three ways onto a cluster: ``Context.make_with("dask")`` (a cluster owned and
+  closed by the context), ``DaskJobExecutor.connect(address)``, and ``Context()``
+  inside ``with Client(...)``; the tasks run in the workers' processes;
+* the data path: partition tasks read their data on the workers, the merge tree runs
+  there, and the client asks the scheduler for the finishing task's key only, whose
+  value is the size of the results; the graph sent to the scheduler holds recipes
+  (path and slice) for file sources, each partition's slice once for an in-memory
+  array, and the UDFs' clean copies once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import warnings
+
+import dask
+import distributed
+import numpy as np
+import pytest
+from dask.core import get_deps
+from dask.utils import parse_bytes
+
+from dataflow.api import Context
+from dataflow.executor.dask import DaskJobExecutor
+from dataflow.graph import build_graph
+from dataflow.plan import make_plan
+from dataflow.udf import UDF
+from dataflow.udf.sum import SumUDF
+from dataflow.udf.sumsigudf import SumSigUDF
+
+#: seconds any wait on the cluster may take before the test fails
+TIMEOUT = 60
+
+
+class PidUDF(UDF):
+    """Records, per frame, the id of the process that ran its partition."""
+
+    def get_result_buffers(self):
+        return {"pid": self.buffer(kind="nav", dtype="int64")}
+
+    def process_partition(self, partition):
+        self.results.pid[:] = os.getpid()
+
+
+class ParamSumUDF(UDF):
+    """A sum over frames that carries a large constructor parameter (``weights``)."""
+
+    def get_result_buffers(self):
+        return {"intensity": self.buffer(kind="sig", dtype="float64")}
+
+    def process_tile(self, tile):
+        self.results.intensity[:] += tile.sum(axis=0) * self.params.weights[0]
+
+    def merge(self, dest, src):
+        dest.intensity[:] += src.intensity
+
+
+class _Recorder(distributed.diagnostics.plugin.SchedulerPlugin):
+    """Scheduler plugin: which keys clients want, and the size of every computed key."""
+
+    name = "dataflow-test-recorder"
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.wanted = []
+        self.nbytes = {}
+
+    def update_graph(self, scheduler, *, keys, **kwargs):
+        self.wanted.append(set(keys))
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "memory":
+            ts = self.scheduler.tasks.get(key)
+            if ts is not None:
+                self.nbytes[key] = ts.nbytes
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster, set_as_default=False, timeout=TIMEOUT) as c:
+        c.wait_for_workers(2, timeout=TIMEOUT)
+        yield c
+
+
+@pytest.fixture
+def recorder(cluster):
+    rec = _Recorder(cluster.scheduler)
+    cluster.scheduler.add_plugin(rec)
+    yield rec
+    cluster.scheduler.remove_plugin(name=rec.name)
+
+
+@pytest.fixture
+def data():
+    return np.random.default_rng(3).integers(0, 100, size=(16, 16, 32, 32)).astype("float32")
+
+
+def _wait_until_idle(client):
+    """Every task of earlier runs has left the scheduler (released asynchronously)."""
+    deadline = time.monotonic() + TIMEOUT
+    while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+        assert time.monotonic() < deadline, "tasks of a finished run stay on the scheduler"
+        time.sleep(0.05)
+
+
+def _check_sums(ctx, ds, data):
+    total, per_frame, pids = ctx.run_udf(dataset=ds, udf=[SumUDF(), SumSigUDF(), PidUDF()])
+    np.testing.assert_array_equal(total["intensity"].data, data.sum(axis=(0, 1)))
+    np.testing.assert_array_equal(per_frame["intensity"].data, data.sum(axis=(2, 3)))
+    return set(np.unique(pids["pid"].data).tolist())
+
+
+# connecting -----------------------------------------------------------------------------------
+
+
+@pytest.mark.distributed
+def test_make_with_dask_starts_a_local_cluster_and_closes_it(by_value, data):
+    with Context.make_with("dask", cpus=2) as ctx:
+        executor = ctx.executor
+        assert isinstance(executor, DaskJobExecutor)
+        client = executor.client
+        cluster = client.cluster
+        assert executor.n_workers == 2
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        workers = set(client.run(os.getpid).values())
+        assert len(workers) == 2
+        assert os.getpid() not in workers  # worker processes, not threads
+        try:
+            default = distributed.default_client()
+        except ValueError:
+            default = None
+        assert default is not client  # never made the default client behind our back
+        ds = ctx.load("memory", data=data)
+        assert ds.get_num_partitions() >= 2  # one per worker at least
+        assert _check_sums(ctx, ds, data) <= workers
+    assert client.status == "closed"
+    assert cluster.status == distributed.core.Status.closed
+
+
+@pytest.mark.distributed
+def test_connect_by_address(by_value, cluster, client, data):
+    workers = set(client.run(os.getpid).values())
+    with Context(executor=DaskJobExecutor.connect(cluster.scheduler_address)) as ctx:
+        own = ctx.executor.client
+        assert own is not client
+        assert own.scheduler.address == cluster.scheduler_address
+        assert ctx.executor.n_workers == 2
+        ds = ctx.load("memory", data=data)
+        assert _check_sums(ctx, ds, data) <= workers
+        parts = list(ctx.run_udf_iter(dataset=ds, udf=SumUDF()))
+        assert len(parts) == ds.get_num_partitions()
+        np.testing.assert_array_equal(parts[-1].buffers[0]["intensity"].data, data.sum(axis=(0, 1)))
+    assert own.status == "closed"  # the executor made this client, and closed it
+    assert cluster.status == distributed.core.Status.running  # not the cluster
+    assert client.submit(sum, [1, 2]).result(timeout=TIMEOUT) == 3
+
+
+@pytest.mark.distributed
+def test_passed_client_stays_open(by_value, cluster, client, data):
+    with Context(executor=DaskJobExecutor(client)) as ctx:
+        _check_sums(ctx, ctx.load("memory", data=data), data)
+    assert client.status == "running"
+
+
+@pytest.mark.distributed
+def test_default_context_uses_the_active_client(by_value, cluster, client, data):
+    workers = set(client.run(os.getpid).values())
+    ctx = Context()
+    with distributed.Client(cluster, timeout=TIMEOUT):  # the default client in this block
+        assert ctx.executor.n_workers == 2
+        ds = ctx.load("memory", data=data)
+        assert _check_sums(ctx, ds, data) <= workers
+        parts = list(ctx.run_udf_iter(dataset=ds, udf=[SumUDF(), PidUDF()]))
+        assert set(np.unique(parts[-1].buffers[1]["pid"].data).tolist()) <= workers
+    # without an active client, Context() runs on threads in this process
+    assert _check_sums(ctx, ctx.load("memory", data=data), data) == {os.getpid()}
+
+
+# the data path ----------------------------------------------------------------------------------
+
+
+def _write_source(kind, tmp_path, data):
+    """Keyword arguments of ``ctx.load`` for ``data`` stored as ``kind``."""
+    if kind == "npy":
+        np.save(tmp_path / "scan.npy", data)
+        return "npy", {"path": tmp_path / "scan.npy"}
+    if kind == "zarr":
+        import zarr
+
+        z = zarr.create_array(
+            str(tmp_path / "scan.zarr"),
+            shape=data.shape,
+            chunks=(1, *data.shape[1:]),
+            dtype=data.dtype,
+        )
+        z[...] = data
+        return "zarr", {"path": tmp_path / "scan.zarr"}
+    return "memory", {"data": data}
+
+
+def test_finishing_task_receives_merge_results_only(tmp_path, data):
+    """In the graph, input data feeds partition tasks only; the finish sees merged results."""
+    ctx = Context.make_with("inline")
+    filetype, kwargs = _write_source("npy", tmp_path, data)
+    ds = ctx.load(filetype, num_partitions=16, **kwargs)
+    udfs = [SumUDF(), SumSigUDF()]
+    graph = build_graph(make_plan(ds, udfs), split_every=4)
+    dsk = dict(graph.graph)
+    deps, dependents = get_deps(dsk)
+    spec_keys = [k for k in dsk if "-spec-" in str(k)]
+    assert len(spec_keys) == 1  # the UDFs' clean copies: one key
+    nav_keys = {k for k in dsk if isinstance(k, tuple) and "-nav-" in k[0]}
+    top = {k for k in graph.merge_keys if k[1] == max(m[1] for m in graph.merge_keys)}
+    assert deps[graph.final_key] == {*spec_keys, *top, *nav_keys}
+    data_keys = {k for k in dsk if isinstance(k, tuple) and k[0] == ds.partition_array.name}
+    assert len(data_keys) == 16
+    for key in data_keys:  # each block is read once, by its partition task only
+        assert dependents[key] < set(graph.partition_keys)
+        assert len(dependents[key]) == 1
+    for key in [*graph.partition_keys, *graph.merge_keys, *nav_keys, graph.final_key]:
+        assert spec_keys[0] in deps[key]
+
+
+def _graph_bytes(record):
+    """Sizes of the graphs sent to the scheduler, from distributed's large-graph warnings."""
+    sizes = []
+    for w in record:
+        m = re.search(r"Sending large graph of size ([\d.]+ \w+)", str(w.message))
+        if m:
+            sizes.append(parse_bytes(m.group(1)))
+    return sizes
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("kind", ["npy", "zarr", "memory"])
+def test_client_receives_only_the_results(by_value, client, recorder, tmp_path, data, kind):
+    filetype, kwargs = _write_source(kind, tmp_path, data)
+    ctx = Context(executor=DaskJobExecutor(client))
+    ds = ctx.load(filetype, num_partitions=16, **kwargs)
+    _wait_until_idle(client)
+    # a threshold of one byte: distributed reports the size of every graph it sends
+    with (
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": "1B"}),
+        warnings.catch_warnings(record=True) as record,
+    ):
+        warnings.simplefilter("always")
+        total, per_frame = ctx.run_udf(dataset=ds, udf=[SumUDF(), SumSigUDF()])
+    np.testing.assert_array_equal(total["intensity"].data, data.sum(axis=(0, 1)))
+    np.testing.assert_array_equal(per_frame["intensity"].data, data.sum(axis=(2, 3)))
+
+    # the client asked for one key, the finishing task's, in one graph
+    assert len(recorder.wanted) == 1
+    (final,) = recorder.wanted[0]
+    assert "-finish-" in final
+    # ... whose value is the results, nothing more
+    results = total["intensity"].raw_data.nbytes + per_frame["intensity"].raw_data.nbytes
+    received = recorder.nbytes[final]
+    assert results <= received <= results + 16 * 2**10, (received, results)
+    assert received < data.nbytes / 10
+    # partition results were merged on the workers: every partition and merge key was
+    # computed there and none of them was asked for by the client
+    parts = [k for k in recorder.nbytes if isinstance(k, tuple) and "-partition-" in k[0]]
+    merges = [k for k in recorder.nbytes if isinstance(k, tuple) and "-merge-" in k[0]]
+    assert len(parts) == 16
+    assert len(merges) == 2  # 16 partitions, 8 children per node
+
+    (sent,) = _graph_bytes(record)
+    if kind == "memory":  # each partition's slice, once
+        assert data.nbytes <= sent <= data.nbytes + 64 * 2**10, (sent, data.nbytes)
+    else:  # recipes: path and slice per partition, no array bytes
+        assert sent <= 64 * 2**10, sent
+
+
+@pytest.mark.distributed
+def test_udf_parameters_travel_once(by_value, client, tmp_path, data):
+    """A large UDF parameter is sent once per graph (in the spec key), not once per task."""
+    filetype, kwargs = _write_source("npy", tmp_path, data)
+    ctx = Context(executor=DaskJobExecutor(client))
+    ds = ctx.load(filetype, num_partitions=16, **kwargs)
+    weights = np.ones(2**18)  # 2 MiB
+    with (
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": "1B"}),
+        warnings.catch_warnings(record=True) as record,
+    ):
+        warnings.simplefilter("always")
+        res = ctx.run_udf(dataset=ds, udf=ParamSumUDF(weights=weights))
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+    (sent,) = _graph_bytes(record)
+    assert weights.nbytes <= sent <= weights.nbytes + 64 * 2**10, (sent, weights.nbytes)
+
+
+@pytest.mark.distributed
+def test_partial_results_stream_from_the_cluster(by_value, client, data):
+    ctx = Context(executor=DaskJobExecutor(client))
+    ds = ctx.load("memory", data=data, num_partitions=8)
+    covered = []
+    for part in ctx.run_udf_iter(dataset=ds, udf=[SumUDF(), SumSigUDF()]):
+        covered.append(int(part.damage.data.sum()))
+        frames = part.damage.data
+        np.testing.assert_array_equal(part.buffers[0]["intensity"].data, data[frames].sum(axis=0))
+    assert covered == sorted(covered)
+    assert len(covered) == 8
+    assert covered[-1] == 256
