@@ -323,6 +323,30 @@ def _open_array(source: _Source, base: str, ds_path: str, consolidated: bool | N
     return arr
 
 
+def _pickle_codecs(arr: Any) -> list[str]:
+    """Names of codecs, filters or compressors of ``arr`` that unpickle data."""
+    try:
+        meta = arr.metadata.to_dict()
+    except Exception:  # noqa: BLE001 (metadata that does not serialize: nothing to find)
+        return []
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("id", "name", "codec_id"):
+                value = node.get(key)
+                if isinstance(value, str) and "pickle" in value.lower():
+                    found.append(value)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk({k: meta.get(k) for k in ("codecs", "filters", "compressor", "compressors")})
+    return found
+
+
 def _listing(group: Any) -> str:
     return ", ".join(repr(a) for a in _list_arrays(group)) or "none"
 
@@ -838,6 +862,12 @@ class ZarrAdapter:
         if dtype.hasobject and not allow_pickle:
             raise DataSetException(
                 f"{where} has dtype object: its chunks decode to Python objects; pass "
+                "allow_pickle=True to load it, for stores you trust only"
+            )
+        pickling = _pickle_codecs(arr)
+        if pickling and not allow_pickle:
+            raise DataSetException(
+                f"{where} is encoded with {pickling}, which unpickles its chunks; pass "
                 "allow_pickle=True to load it, for stores you trust only"
             )
         if dtype.kind in "SUTV":

@@ -291,3 +291,24 @@ def test_credentials_stay_on_the_client(s3, monkeypatch):
             _no_secrets(blob)
         _no_secrets(client.get_scheduler_logs())
         _no_secrets(client.get_worker_logs())
+
+
+def test_zarr_pickle_filter_on_a_numeric_array_is_refused(tmp_path):
+    import numcodecs
+    import zarr
+
+    from dataflow.api import Context
+    from dataflow.errors import DataSetException
+
+    path = tmp_path / "pickled.zarr"
+    zarr.create_array(
+        str(path),
+        shape=(4, 4, 2, 2),
+        chunks=(1, 4, 2, 2),
+        dtype="float32",
+        zarr_format=2,
+        filters=[numcodecs.Pickle()],
+    )
+    ctx = Context.make_with("inline")
+    with pytest.raises(DataSetException, match="encoded with .*pickle.*allow_pickle=True"):
+        ctx.load("zarr", path=path)
