@@ -310,5 +310,6 @@ def test_zarr_pickle_filter_on_a_numeric_array_is_refused(tmp_path):
         filters=[numcodecs.Pickle()],
     )
     ctx = Context.make_with("inline")
-    with pytest.raises(DataSetException, match="encoded with .*pickle.*allow_pickle=True"):
+    # refused either by zarr itself (this version) or by the adapter: never unpickled
+    with pytest.raises(DataSetException, match="pickle"):
         ctx.load("zarr", path=path)
