@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["ResultGenerator", "run", "run_iter", "run_lazy"]
 
 _DAMAGE = BufferWrapper("nav", dtype=bool)
+#: runs over less data than this (at 8 bytes per value) skip the thread pool: handing
+#: their few tasks to threads costs more than the threads save
+SMALL_RUN_BYTES = 4 * 2**20
 
 
 def _context(plan: RunPlan) -> ResultContext:
@@ -239,8 +243,10 @@ def run(
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=True)
     context = _context(plan)
     if tracker.reporter is None and not live:
+        small = plan.spec.n_frames * math.prod(plan.spec.sig_shape) * 8 <= SMALL_RUN_BYTES
+        get = executor.get_small if small else executor.get
         with _cancellation(lambda: 0):
-            collected = executor.get(dsk, graph.final_key)
+            collected = get(dsk, graph.final_key)
         return wrap(collected, context, None, _udf_attrs(plan)), []
     fold = _ClientFold(plan.spec) if live else None
     tracker.start()

@@ -52,6 +52,11 @@ class JobExecutor:
         """Compute ``key`` of ``dsk`` and return its value."""
         raise NotImplementedError
 
+    def get_small(self, dsk: Mapping, key: Any) -> Any:
+        """Compute a graph whose data is small: where handing tasks to a pool of threads
+        costs more than it saves, run it in the calling thread instead."""
+        return self.get(dsk, key)
+
     def stream(
         self,
         dsk: Mapping,

@@ -7,13 +7,15 @@ import functools
 import multiprocessing
 from typing import TYPE_CHECKING, Any
 
+import dask.core
+import dask.local
 import dask.multiprocessing
 import dask.threaded
 
 from dataflow.executor.base import LocalSchedulerExecutor, cpu_count
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 __all__ = ["ConcurrentJobExecutor", "ProcessesJobExecutor"]
 
@@ -54,6 +56,9 @@ class ConcurrentJobExecutor(LocalSchedulerExecutor):
     @property
     def n_workers(self) -> int:
         return self._n
+
+    def get_small(self, dsk: Mapping, key: Any) -> Any:
+        return dask.core.get(dsk, key)  # dask's own minimal executor: no pool, no ordering
 
     def _get_function(self) -> Callable[..., Any]:
         if self._pool is None:

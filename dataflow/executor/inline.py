@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import dask.core
 import dask.local
 
 from dataflow.executor.base import LocalSchedulerExecutor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 __all__ = ["InlineJobExecutor"]
 
@@ -41,3 +42,6 @@ class InlineJobExecutor(LocalSchedulerExecutor):
 
     def _get_function(self) -> Callable[..., Any]:
         return dask.local.get_sync
+
+    def get_small(self, dsk: Mapping, key: Any) -> Any:
+        return dask.core.get(dsk, key)  # dask's own minimal executor: no ordering pass

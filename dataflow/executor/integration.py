@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import dask
+import dask.core
 import dask.local
 import dask.threaded
 from dask.base import get_scheduler
@@ -62,6 +63,12 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
         if kind == "client":
             return value.get
         return value
+
+    def get_small(self, dsk: Mapping, key: Any) -> Any:
+        kind, value = self._current()
+        if kind == "local" and value is dask.threaded.get:
+            return dask.core.get(dsk, key)  # dask's own minimal executor: no pool, no ordering
+        return self.get(dsk, key)
 
     def get(self, dsk: Mapping, key: Any) -> Any:
         kind, value = self._current()
