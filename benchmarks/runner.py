@@ -1,8 +1,12 @@
-"""Run each workload on each executor: warm up, check, time, and report.
+"""Run each workload on dataflow and its peers: warm up, check, time, and report.
 
 Every series is one untimed warm-up, whose result is checked against the NumPy
-answer, then ``repeat`` timed calls. The NumPy reference runs once per workload;
-dataflow runs once per workload and executor, each in its own ``Context``.
+answer, then ``repeat`` timed calls, each turning its result into a NumPy array.
+Per workload the series are: the NumPy reference (one thread); dataflow on each
+executor (one Context per executor for the whole run); plain dask.array on the
+threaded scheduler; for memory-bound workloads the roofline, a NumPy streaming read
+of the same array on 1 and on ``cpus`` threads; and LiberTEM, whose series all run
+first, in one subprocess in LiberTEM's own environment (see :mod:`benchmarks.peer`).
 """
 
 from __future__ import annotations
@@ -13,21 +17,40 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
 import numpy as np
 
 import dataflow
+from benchmarks.data import SOURCES, DataCache, dask_chunks
 from dataflow import Context
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from benchmarks.peer import LiberTEMPeer, PeerResult
     from benchmarks.workloads import Workload
 
-__all__ = ["BenchmarkCheckError", "check", "format_table", "machine_info", "run_benchmarks"]
+__all__ = [
+    "BenchmarkCheckError",
+    "Results",
+    "Settings",
+    "check",
+    "format_table",
+    "machine_info",
+    "roofline_times",
+    "run_benchmarks",
+    "run_workload",
+]
+
+#: the peers, by the ``tool`` of their series
+PEERS = ("numpy", "dask", "libertem", "roofline")
 
 
 class BenchmarkCheckError(AssertionError):
@@ -77,6 +100,65 @@ def _time(fn: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
+def roofline_times(data: np.ndarray, threads: int, repeat: int) -> list[float]:
+    """Times of a NumPy streaming read of all of ``data`` on ``threads`` threads.
+
+    Each thread sums its contiguous share of the array's bytes, viewed as uint64
+    (the fastest NumPy reduction per byte; it releases the GIL).
+    """
+    flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    words = flat[: flat.size // 8 * 8].view(np.uint64)
+    parts = np.array_split(words, threads)
+    if threads == 1:
+        return _time(words.sum, repeat)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(np.sum, parts))  # start the threads before timing
+        return _time(lambda: list(pool.map(np.sum, parts)), repeat)
+
+
+@dataclass
+class Settings:
+    """What a benchmark run does and where; shared by every workload of the run."""
+
+    executors: Sequence[str]
+    quick: bool = False
+    repeat: int = 5
+    #: threads of the threads executors and of dask, workers of dask clusters
+    cpus: int = 2
+    cache: DataCache = field(default_factory=DataCache)
+    libertem: LiberTEMPeer | None = None
+    log: Callable[[str], None] = print
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, workload: str, reason: str) -> None:
+        """Note that ``workload`` (or part of it) did not run, and why."""
+        self.log(f"{workload}: skipped: {reason}")
+        self.skipped.append({"workload": workload, "reason": reason})
+
+
+@dataclass
+class Results:
+    """Everything a run measured.
+
+    Attributes
+    ----------
+    records
+        One per workload and dataflow executor, with the peers' figures and ratios.
+    series
+        One per workload and peer series (NumPy, dask, each LiberTEM executor, each
+        roofline thread count), with their own figures and ``vs_base``.
+    skipped
+        Workloads, or parts, that did not run, with the reason.
+    peer
+        The LiberTEM peer's versions, if it ran.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    peer: dict[str, Any] = field(default_factory=dict)
+
+
 def _summary(prefix: str, times: list[float], w: Workload, data: np.ndarray) -> dict[str, Any]:
     median_s, min_s = statistics.median(times), min(times)
     convert = w.unit.convert
@@ -90,6 +172,255 @@ def _summary(prefix: str, times: list[float], w: Workload, data: np.ndarray) -> 
     }
 
 
+def _better(w: Workload, a: float, b: float) -> bool:
+    return a > b if w.unit.higher_is_better else a < b
+
+
+class _Run:
+    """The state of one benchmark run: contexts, the LiberTEM results, base figures."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.results = Results(skipped=settings.skipped)
+        self.contexts: dict[str, Context] = {}
+        self.libertem: dict[tuple[str, str], PeerResult] = {}
+        self.rooflines: dict[tuple, list[float]] = {}
+        #: median seconds by (workload, tool, executor), for ``vs_base``
+        self.medians: dict[tuple[str, str, str], float] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def close(self) -> None:
+        for ctx in self.contexts.values():
+            ctx.close()
+        self.contexts.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def context(self, name: str) -> Context:
+        if name not in self.contexts:
+            cpus = None if name in ("inline", "dask-integration") else self.settings.cpus
+            self.contexts[name] = Context.make_with(name, cpus=cpus)
+        return self.contexts[name]
+
+    # data and the LiberTEM peer ---------------------------------------------------------------
+
+    def prepare(self, workloads: Sequence[Workload]) -> None:
+        """Write every data file the workloads read (not timed)."""
+        s = self.settings
+        for w in workloads:
+            if w.custom is not None:
+                continue
+            shape = w.shape_for(s.quick)
+            s.cache.path(SOURCES[w.source], shape, w.dtype, w.sig_dims)
+            if w.roi_fraction is not None:
+                s.cache.roi(shape[: -w.sig_dims], w.roi_fraction)
+
+    def run_libertem(self, workloads: Sequence[Workload]) -> None:
+        """Run every LiberTEM series of the run in one peer process."""
+        from benchmarks.peer_libertem import EXECUTORS as LIBERTEM_EXECUTORS
+
+        s = self.settings
+        if s.libertem is None:
+            return
+        executors = [e for e in s.executors if e in LIBERTEM_EXECUTORS]
+        if not executors:
+            s.skip("libertem", f"none of the executors {list(s.executors)!r} exists in LiberTEM")
+            return
+        jobs = []
+        for w in workloads:
+            if w.libertem_udf is None or w.custom is not None:
+                continue
+            shape = w.shape_for(s.quick)
+            source = SOURCES[w.source]
+            roi = None
+            if w.roi_fraction is not None:
+                roi = str(s.cache.roi(shape[: -w.sig_dims], w.roi_fraction))
+            jobs.append(
+                {
+                    "workload": w.name,
+                    "udf": w.libertem_udf,
+                    "source": source.libertem,
+                    "data": str(s.cache.path(source, shape, w.dtype, w.sig_dims)),
+                    "shape": list(shape),
+                    "dtype": w.dtype,
+                    "sig_dims": w.sig_dims,
+                    "executors": executors,
+                    "repeat": s.repeat,
+                    "roi": roi,
+                }
+            )
+        if not jobs:
+            return
+        self._tmp = tempfile.TemporaryDirectory(prefix="libertem-", dir=s.cache.root)
+        s.log(f"LiberTEM: {len(jobs)} workloads on {', '.join(executors)}, in its own process")
+        self.libertem = s.libertem.run(jobs, Path(self._tmp.name))
+        self.results.peer = dict(s.libertem.info)
+
+    # one workload -------------------------------------------------------------------------------
+
+    def _series(
+        self,
+        w: Workload,
+        data: np.ndarray,
+        tool: str,
+        executor: str,
+        times: list[float],
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "workload": w.name,
+            "tool": tool,
+            "executor": executor,
+            "unit": w.unit.name,
+            "higher_is_better": w.unit.higher_is_better,
+        }
+        if error is not None:
+            record["error"] = error
+            return record
+        record.update(_summary("", times, w, data))
+        self.medians[(w.name, tool, executor)] = record["median_s"]
+        record["vs_base"] = self._vs_base(w, tool, executor, record["median_s"])
+        return record
+
+    def _vs_base(self, w: Workload, tool: str, executor: str, median_s: float) -> float | None:
+        """This series against the same tool's series of ``w.base``: a throughput ratio for
+        throughputs, a time ratio for times."""
+        if w.base is None or tool == "roofline" or (w.base, tool, executor) not in self.medians:
+            return None
+        base_s = self.medians[(w.base, tool, executor)]
+        return base_s / median_s if w.unit.higher_is_better else median_s / base_s
+
+    def workload(self, w: Workload) -> list[dict[str, Any]]:
+        s = self.settings
+        if w.custom is not None:
+            records = w.custom(s, w)
+            self.results.records.extend(records)
+            return records
+        log, repeat = s.log, s.repeat
+        shape = w.shape_for(s.quick)
+        data = w.setup(s.cache, s.quick)
+        source = SOURCES[w.source]
+        path = s.cache.path(source, shape, w.dtype, w.sig_dims)
+        series = []
+
+        # NumPy, one thread: the reference every result is checked against
+        reference = functools.partial(w.run_reference, source.open_numpy(path, data))
+        got = reference()
+        expected = got if w.expected is None else w.expected(data)
+        check(got, expected, what=f"{w.name}: the NumPy reference", rtol=w.rtol)
+        numpy_times = _time(reference, repeat)
+        log(f"{w.name}: NumPy, median {statistics.median(numpy_times):.4g} s")
+        series.append(self._series(w, data, "numpy", "1 thread", numpy_times))
+
+        # dataflow, on each executor
+        dataflow_runs = []
+        for name in s.executors:
+            ctx = self.context(name)
+            dataset = source.open_dataflow(ctx, path, data, w.sig_dims)
+            run = functools.partial(w.run_dataflow, ctx, dataset)
+            check(run(), expected, what=f"{w.name} on executor {name!r}", rtol=w.rtol)
+            times = _time(run, repeat)
+            log(f"{w.name}: dataflow on {name!r}, median {statistics.median(times):.4g} s")
+            dataflow_runs.append((name, dataset.get_num_partitions(), times))
+
+        # plain dask.array on the threaded scheduler
+        if w.run_dask is not None:
+            chunks = dask_chunks(shape, np.dtype(w.dtype).itemsize, w.sig_dims, s.cpus)
+            darr = source.open_dask(path, data, chunks)
+
+            def run_dask() -> np.ndarray:
+                x = w.run_dask(darr)
+                return np.asarray(x.compute(scheduler="threads", num_workers=s.cpus))
+
+            label = f"threads ({s.cpus})"
+            check(run_dask(), expected, what=f"{w.name} on dask {label}", rtol=w.rtol)
+            times = _time(run_dask, repeat)
+            log(f"{w.name}: dask, median {statistics.median(times):.4g} s")
+            series.append(self._series(w, data, "dask", label, times))
+
+        # the roofline: a streaming read of the same bytes, on 1 and on cpus threads
+        if w.roofline:
+            for threads in sorted({1, s.cpus}):
+                key = (data.shape, data.dtype.str, threads)
+                if key not in self.rooflines:
+                    self.rooflines[key] = roofline_times(data, threads, repeat)
+                label = f"{threads} thread{'s' if threads > 1 else ''}"
+                series.append(self._series(w, data, "roofline", label, self.rooflines[key]))
+
+        # LiberTEM: timed in its own process already; check its warm-up's result here
+        for (workload, executor), r in self.libertem.items():
+            if workload != w.name:
+                continue
+            if r.error is not None:
+                log(f"{w.name}: LiberTEM on {executor!r} failed: {r.error}")
+                series.append(self._series(w, data, "libertem", executor, [], error=r.error))
+                continue
+            assert r.result is not None
+            check(
+                np.load(r.result),
+                expected,
+                what=f"{w.name} on LiberTEM executor {executor!r}",
+                rtol=w.rtol,
+            )
+            series.append(self._series(w, data, "libertem", executor, r.times_s))
+            series[-1]["partitions"] = r.partitions
+
+        records = [
+            self._record(w, data, name, partitions, times, series)
+            for name, partitions, times in dataflow_runs
+        ]
+        self.results.series.extend(series)
+        self.results.records.extend(records)
+        return records
+
+    def _record(
+        self,
+        w: Workload,
+        data: np.ndarray,
+        executor: str,
+        partitions: int,
+        times: list[float],
+        series: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "workload": w.name,
+            "executor": executor,
+            "unit": w.unit.name,
+            "higher_is_better": w.unit.higher_is_better,
+            "shape": list(data.shape),
+            "dtype": str(data.dtype),
+            "nbytes": data.nbytes,
+            "source": w.source,
+            "partitions": partitions,
+            "repeat": len(times),
+            **_summary("", times, w, data),
+        }
+        self.medians[(w.name, "dataflow", executor)] = record["median_s"]
+        record["base"] = w.base
+        record["vs_base"] = self._vs_base(w, "dataflow", executor, record["median_s"])
+        for tool in PEERS:
+            ok = [x for x in series if x["tool"] == tool and "error" not in x]
+            if not ok:
+                record[f"ratio_{tool}"] = None
+                continue
+            best = ok[0]
+            for x in ok[1:]:
+                if _better(w, x["median"], best["median"]):
+                    best = x
+            record[f"{tool}_executor"] = best["executor"]
+            record.update({f"{tool}_{k}": v for k, v in best.items() if k in _SUMMARY_KEYS})
+            record[f"ratio_{tool}"] = record["median"] / best["median"]
+        errors = [x for x in series if "error" in x]
+        if errors:
+            record["peer_errors"] = {f"{x['tool']} {x['executor']}": x["error"] for x in errors}
+        # the first version of the suite called the ratio to NumPy "ratio"
+        record["ratio"] = record["ratio_numpy"]
+        return record
+
+
+_SUMMARY_KEYS = ("median", "best", "median_s", "min_s", "times_s")
+
+
 def run_workload(
     w: Workload,
     executors: Sequence[str],
@@ -97,8 +428,10 @@ def run_workload(
     quick: bool = False,
     repeat: int = 5,
     log: Callable[[str], None] = print,
+    cpus: int = 2,
+    cache: DataCache | None = None,
 ) -> list[dict[str, Any]]:
-    """Benchmark one workload on each executor against its NumPy reference.
+    """Benchmark one workload on each executor against NumPy, dask and the roofline.
 
     Returns
     -------
@@ -108,101 +441,201 @@ def run_workload(
     Raises
     ------
     BenchmarkCheckError
-        If the warm-up of the reference or of a dataflow run computes a wrong result.
+        If the warm-up of the reference, of a peer or of a dataflow run computes a
+        wrong result.
     """
-    data = w.setup(quick)
-    reference = functools.partial(w.run_reference, data)
-    got = reference()
-    expected = got if w.expected is None else w.expected(data)
-    check(got, expected, what=f"{w.name}: the NumPy reference", rtol=w.rtol)
-    numpy_times = _time(reference, repeat)
-    log(f"{w.name}: NumPy reference, median {statistics.median(numpy_times):.4g} s")
-    records = []
-    for name in executors:
-        with Context.make_with(name) as ctx:
-            dataset = w.load(ctx, data, w.sig_dims)
-            run = functools.partial(w.run_dataflow, ctx, dataset)
-            check(run(), expected, what=f"{w.name} on executor {name!r}", rtol=w.rtol)
-            times = _time(run, repeat)
-        log(f"{w.name}: dataflow on {name!r}, median {statistics.median(times):.4g} s")
-        record = {
-            "workload": w.name,
-            "executor": name,
-            "unit": w.unit.name,
-            "higher_is_better": w.unit.higher_is_better,
-            "shape": list(data.shape),
-            "dtype": str(data.dtype),
-            "nbytes": data.nbytes,
-            "partitions": dataset.get_num_partitions(),
-            "repeat": repeat,
-            **_summary("", times, w, data),
-            **_summary("numpy_", numpy_times, w, data),
-        }
-        record["ratio"] = record["median"] / record["numpy_median"]
-        records.append(record)
-    return records
+    settings = Settings(
+        executors, quick=quick, repeat=repeat, cpus=cpus, cache=cache or DataCache(), log=log
+    )
+    run = _Run(settings)
+    try:
+        run.prepare([w])
+        return run.workload(w)
+    finally:
+        run.close()
 
 
-def run_benchmarks(
-    workloads: Sequence[Workload],
-    executors: Sequence[str],
-    *,
-    quick: bool = False,
-    repeat: int = 5,
-    log: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
-    """Run :func:`run_workload` for each workload; all records, in order."""
-    return [
-        record
-        for w in workloads
-        for record in run_workload(w, executors, quick=quick, repeat=repeat, log=log)
-    ]
+def run_benchmarks(workloads: Sequence[Workload], settings: Settings) -> Results:
+    """Run every workload, LiberTEM first (in its own process), then the rest in order.
+
+    Raises
+    ------
+    BenchmarkCheckError
+        If a warm-up computes a wrong result.
+    benchmarks.peer.PeerError
+        If the LiberTEM peer fails as a whole (a failing job is noted in its series).
+    """
+    run = _Run(settings)
+    try:
+        run.prepare(workloads)
+        run.run_libertem(workloads)
+        for i, w in enumerate(workloads):
+            run.workload(w)
+            # free the arrays no later workload reads (1 GiB each at full size)
+            later = workloads[i + 1 :]
+            settings.cache.release(
+                (x.shape_for(settings.quick), x.dtype) for x in later if x.custom is None
+            )
+    finally:
+        run.close()
+    return run.results
 
 
 def machine_info() -> dict[str, Any]:
-    """Where the numbers were measured: CPUs, platform and versions."""
+    """Where the numbers were measured: CPUs, memory, load, platform and versions."""
+    import distributed
+    import zarr
+
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         usable = os.cpu_count()
-    return {
+    info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable,
+        "cpu_model": _cpu_model(),
+        "memory_gib": _memory_gib(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "machine": platform.machine(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "dask": dask.__version__,
+        "distributed": distributed.__version__,
+        "zarr": zarr.__version__,
         "dataflow": dataflow.__version__,
     }
+    return info
 
 
-_COLUMNS = ("workload", "executor", "median", "best", "unit", "numpy median", "ratio", "better if")
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
-def format_table(records: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table of the records: one row per workload and executor."""
-    rows = [
-        (
-            r["workload"],
-            r["executor"],
-            f"{r['median']:.4g}",
-            f"{r['best']:.4g}",
-            r["unit"],
-            f"{r['numpy_median']:.4g}",
-            f"{r['ratio']:.3f}",
-            "higher" if r["higher_is_better"] else "lower",
-        )
-        for r in records
-    ]
-    widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
-    numeric = {2, 3, 5, 6}
+def _memory_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# tables -----------------------------------------------------------------------------------
+
+
+def _num(x: Any, fmt: str = ".4g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]], right: range) -> str:
+    """Columns right-aligned if their index is in ``right``, else left-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            c.rjust(wd) if i in numeric else c.ljust(wd)
+            c.rjust(wd) if i in right else c.ljust(wd)
             for i, (c, wd) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     rule = "  ".join("-" * wd for wd in widths)
-    return "\n".join([line(_COLUMNS), rule, *(line(row) for row in rows)])
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+_COLUMNS = (
+    "workload",
+    "executor",
+    "unit",
+    "better if",
+    "median",
+    "best",
+    "numpy",
+    "/numpy",
+    "/dask",
+    "/libertem",
+    "/roofline",
+    "vs base",
+)
+
+_LEGEND = """\
+/X: dataflow's median / X's median, in the unit: above 1 is better for GiB/s, below 1 for
+times (X = NumPy on 1 thread; dask.array on the threaded scheduler; LiberTEM's best
+executor; the roofline, NumPy streaming the same bytes, best of 1 and N threads).
+vs base: the same tool's run of the base workload (disk reads: GiB/s / in-memory GiB/s;
+sum-roi: time / full time; memory: peak RSS at 8 GiB / at 1 GiB)."""
+
+
+def format_table(records: Sequence[dict[str, Any]], series: Sequence[dict[str, Any]] = ()) -> str:
+    """Plain-text tables: dataflow against its peers, then every peer series."""
+    rows = [
+        (
+            r["workload"],
+            r["executor"],
+            r["unit"],
+            "higher" if r["higher_is_better"] else "lower",
+            _num(r["median"]),
+            _num(r["best"]),
+            _num(r.get("numpy_median")),
+            _num(r.get("ratio_numpy"), ".3f"),
+            _num(r.get("ratio_dask"), ".3f"),
+            _num(r.get("ratio_libertem"), ".3f"),
+            _num(r.get("ratio_roofline"), ".3f"),
+            _num(r.get("vs_base"), ".3f"),
+        )
+        for r in records
+    ]
+    out = [_table(_COLUMNS, rows, right=range(4, 12)), _LEGEND]
+    if series:
+        peer_rows = [
+            (
+                x["workload"],
+                x["tool"],
+                x["executor"],
+                x["unit"],
+                _num(x.get("median")),
+                _num(x.get("best")),
+                _num(x.get("vs_base"), ".3f"),
+                x.get("error", "")[:60],
+            )
+            for x in series
+        ]
+        header = ("workload", "peer", "executor", "unit", "median", "best", "vs base", "error")
+        out += ["", _table(header, peer_rows, right=range(4, 7))]
+    summary = _summary_rows(records, series)
+    if summary:
+        header = ("workload", "unit", "dataflow best", "LiberTEM best", "dataflow/LiberTEM")
+        out += ["", _table(header, summary, right=range(2, 5))]
+    return "\n".join(out)
+
+
+def _summary_rows(
+    records: Sequence[dict[str, Any]], series: Sequence[dict[str, Any]]
+) -> list[tuple[str, ...]]:
+    """Per workload: the best dataflow executor against the best LiberTEM executor."""
+    rows = []
+    for name in dict.fromkeys(r["workload"] for r in records):
+        mine = [r for r in records if r["workload"] == name]
+        theirs = [
+            x for x in series if x["workload"] == name and x["tool"] == "libertem" and "median" in x
+        ]
+        if not theirs:
+            continue
+        hib = mine[0]["higher_is_better"]
+        pick = max if hib else min
+        a = pick(mine, key=lambda r: r["median"])
+        b = pick(theirs, key=lambda x: x["median"])
+        rows.append(
+            (
+                name,
+                a["unit"],
+                f"{a['median']:.4g} ({a['executor']})",
+                f"{b['median']:.4g} ({b['executor']})",
+                f"{a['median'] / b['median']:.3f}",
+            )
+        )
+    return rows

@@ -1,8 +1,10 @@
-"""The benchmark workloads: what dataflow runs, what NumPy runs, and how both are scored.
+"""The benchmark workloads: what dataflow runs, what its peers run, and how both are scored.
 
-A :class:`Workload` bundles a dataset shape, a dataflow run, a NumPy reference and a
-:class:`Unit` that turns seconds into the reported number. Add a workload by
-appending one to :data:`WORKLOADS`.
+A :class:`Workload` bundles a dataset shape and dtype, where the data is read from
+(a :class:`~benchmarks.data.Source`), a dataflow run, the same computation in NumPy
+and in plain dask.array, the UDF the LiberTEM peer runs, and a :class:`Unit` that
+turns seconds into the reported number. Add a workload by appending one to
+:data:`WORKLOADS`.
 """
 
 from __future__ import annotations
@@ -14,25 +16,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.data import random_roi
+from benchmarks.memory import BIG_SHAPE, run_memory
+from benchmarks.peer_libertem import mask_stack
 from dataflow import UDF
+from dataflow.udf.masks import ApplyMasksUDF
+from dataflow.udf.stddev import StdDevUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    import dask.array
+
+    from benchmarks.data import DataCache
+    from benchmarks.runner import Settings
     from dataflow import Context, DataSet
 
 __all__ = [
     "GIB_PER_S",
+    "MIB",
     "MS",
     "US_PER_FRAME",
     "WORKLOADS",
     "FrameSumUDF",
+    "TileSumsUDF",
     "Unit",
     "Workload",
     "get_workloads",
-    "random_data",
 ]
 
 
@@ -59,30 +71,19 @@ def _n_frames(data: np.ndarray, sig_dims: int) -> int:
     return math.prod(data.shape[:-sig_dims])
 
 
+#: bytes of the input as stored (uncompressed), per second
 GIB_PER_S = Unit("GiB/s", True, lambda s, data, sig_dims: data.nbytes / s / 2**30)
 US_PER_FRAME = Unit(
     "µs/frame", False, lambda s, data, sig_dims: s / _n_frames(data, sig_dims) * 1e6
 )
 MS = Unit("ms", False, lambda s, data, sig_dims: s * 1e3)
-
-
-@functools.cache
-def random_data(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
-    """Uniform random data in [0, 1), made once per process and shape (seed 0).
-
-    Workloads of the same shape share the array: do not write to it.
-    """
-    return np.random.default_rng(0).random(shape, dtype=np.dtype(dtype))
-
-
-def load_memory(ctx: Context, data: np.ndarray, sig_dims: int) -> DataSet:
-    """The in-memory source: ``ctx.load("memory", data=data, sig_dims=sig_dims)``."""
-    return ctx.load("memory", data=data, sig_dims=sig_dims)
+#: peak resident memory; not a time (the memory workload reports it itself)
+MIB = Unit("MiB", False, lambda s, data, sig_dims: s)
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One benchmark: a dataflow run and the NumPy code that computes the same result.
+    """One benchmark: a dataflow run and the same computation in NumPy, dask and LiberTEM.
 
     Attributes
     ----------
@@ -97,14 +98,34 @@ class Workload:
     run_dataflow
         ``run_dataflow(ctx, dataset)``: one run, its result as a NumPy array.
     run_reference
-        ``run_reference(data)``: the NumPy code being compared with, its result.
+        ``run_reference(x)``: the NumPy code being compared with, its result. ``x`` is
+        the source's NumPy input (see :class:`~benchmarks.data.Source`): the array
+        itself, a memory map, or a zarr array.
+    run_dask
+        ``run_dask(darr)``: the same in plain dask.array, a dask array (computed by the
+        runner with the threaded scheduler); None for no dask peer.
     expected
-        ``expected(data)``: the correct result, if ``run_reference`` is not
-        vectorised NumPy itself (both runs are checked against it).
-    load
-        ``load(ctx, data, sig_dims)``: the source; in memory by default.
+        ``expected(data)``: the correct result, if ``run_reference`` is not vectorised
+        NumPy itself (every run is checked against it).
+    source
+        Where every tool reads the data: a key of :data:`benchmarks.data.SOURCES`.
+    libertem_udf
+        The UDF the LiberTEM peer runs (a name of ``peer_libertem.UDFS``); None for no
+        LiberTEM run.
+    roi_fraction
+        Run with a random ROI of this fraction of the frames (every tool the same).
+    base
+        The workload this one is compared with, tool by tool (``vs base``).
+    roofline
+        Compare with the memory-bandwidth roofline (for throughputs of memory-bound runs).
+    opt_in
+        Run only when named (``--only``) or with ``--big``.
+    custom
+        ``custom(settings, workload)``: a runner of its own, returning records.
     sig_dims
         Number of signal dimensions of ``shape``.
+    dtype
+        dtype of the data.
     rtol
         Relative tolerance of the result check.
     """
@@ -115,16 +136,27 @@ class Workload:
     shape: tuple[int, ...]
     quick_shape: tuple[int, ...]
     run_dataflow: Callable[[Context, DataSet], np.ndarray]
-    run_reference: Callable[[np.ndarray], np.ndarray]
+    run_reference: Callable[[Any], np.ndarray]
+    run_dask: Callable[[dask.array.Array], dask.array.Array] | None = None
     expected: Callable[[np.ndarray], np.ndarray] | None = None
-    load: Callable[[Context, np.ndarray, int], DataSet] = load_memory
+    source: str = "memory"
+    libertem_udf: str | None = None
+    roi_fraction: float | None = None
+    base: str | None = None
+    roofline: bool = False
+    opt_in: bool = False
+    custom: Callable[[Settings, Workload], list[dict[str, Any]]] | None = None
     sig_dims: int = 2
     dtype: str = "float32"
     rtol: float = 1e-5
 
-    def setup(self, quick: bool = False) -> np.ndarray:
-        """The input data of the full or the ``--quick`` run."""
-        return random_data(self.quick_shape if quick else self.shape, self.dtype)
+    def shape_for(self, quick: bool = False) -> tuple[int, ...]:
+        """The dataset shape of the full or the ``--quick`` run."""
+        return self.quick_shape if quick else self.shape
+
+    def setup(self, cache: DataCache, quick: bool = False) -> np.ndarray:
+        """The input data of the full or the ``--quick`` run, in memory."""
+        return cache.load(self.shape_for(quick), self.dtype)
 
 
 # the dataflow side -----------------------------------------------------------------------
@@ -140,23 +172,86 @@ class FrameSumUDF(UDF):
         self.results.x[:] = frame.sum()
 
 
-def _run_udf(udf_class: type[UDF], name: str) -> Callable[[Context, DataSet], np.ndarray]:
-    def run(ctx: Context, dataset: DataSet) -> np.ndarray:
-        return np.asarray(ctx.run_udf(dataset=dataset, udf=udf_class())[name].data)
+class TileSumsUDF(UDF):
+    """A user UDF on tiles: the sum of all frames (sig) and the sum of each frame (nav)."""
 
-    run.__name__ = f"run_{udf_class.__name__}"
+    def get_result_buffers(self) -> dict[str, Any]:
+        return {
+            "sigsum": self.buffer(kind="sig", dtype="float32"),
+            "navsum": self.buffer(kind="nav", dtype="float32"),
+        }
+
+    def process_tile(self, tile: np.ndarray) -> None:
+        self.results.sigsum[:] += tile.sum(axis=0)
+        self.results.navsum[:] += tile.reshape(tile.shape[0], -1).sum(axis=1)
+
+    def merge(self, dest: Any, src: Any) -> None:
+        dest.sigsum[:] += src.sigsum
+        dest.navsum[:] = src.navsum
+
+
+def _run_udf(
+    make_udf: Callable[[DataSet], UDF],
+    result: Callable[[Any], np.ndarray],
+    roi_fraction: float | None = None,
+) -> Callable[[Context, DataSet], np.ndarray]:
+    def run(ctx: Context, dataset: DataSet) -> np.ndarray:
+        roi = None
+        if roi_fraction is not None:
+            roi = random_roi(tuple(dataset.shape.nav), roi_fraction)
+        return np.asarray(result(ctx.run_udf(dataset=dataset, udf=make_udf(dataset), roi=roi)))
+
     return run
+
+
+def _buffer(name: str) -> Callable[[Any], np.ndarray]:
+    return lambda res: res[name].data
+
+
+def _tile_sums_result(res: Any) -> np.ndarray:
+    return np.concatenate([np.ravel(res["sigsum"].data), np.ravel(res["navsum"].data)])
+
+
+def _apply_masks(dataset: DataSet) -> UDF:
+    sig_shape = tuple(dataset.shape.sig)
+    return ApplyMasksUDF(
+        mask_factories=functools.partial(mask_stack, sig_shape), use_sparse=False, mask_count=4
+    )
+
+
+_sum = _run_udf(lambda ds: SumUDF(), _buffer("intensity"))
 
 
 # the NumPy side ----------------------------------------------------------------------------
 
 
-def _sum_nav(data: np.ndarray) -> np.ndarray:
-    return data.sum(axis=(0, 1))
+def _sum_nav(data: Any) -> np.ndarray:
+    """``x[...]`` reads a zarr array; for an array or a memory map it is a view."""
+    return data[...].sum(axis=(0, 1))
+
+
+def _sum_nav_f32(data: np.ndarray) -> np.ndarray:
+    return data.sum(axis=(0, 1), dtype=np.float32)
+
+
+def _sum_nav_exact(data: np.ndarray) -> np.ndarray:
+    return data.sum(axis=(0, 1), dtype=np.float64)
 
 
 def _sum_sig(data: np.ndarray) -> np.ndarray:
     return data.sum(axis=(2, 3))
+
+
+def _std(data: np.ndarray) -> np.ndarray:
+    return data.std(axis=(0, 1))
+
+
+def _std_exact(data: np.ndarray) -> np.ndarray:
+    return data.std(axis=(0, 1), dtype=np.float64)
+
+
+def _tensordot(data: np.ndarray) -> np.ndarray:
+    return np.tensordot(data, mask_stack(data.shape[2:]), axes=((2, 3), (1, 2)))
 
 
 def _frame_loop(data: np.ndarray) -> np.ndarray:
@@ -168,24 +263,132 @@ def _frame_loop(data: np.ndarray) -> np.ndarray:
     return out.reshape(data.shape[:2])
 
 
+def _tile_sums(data: np.ndarray) -> np.ndarray:
+    return np.concatenate([_sum_nav(data).ravel(), _sum_sig(data).ravel()])
+
+
+def _roi_sum(data: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    roi = random_roi(data.shape[:2], fraction)
+    return data.reshape(-1, *data.shape[2:])[roi.ravel()].sum(axis=0)
+
+
+# the dask.array side -----------------------------------------------------------------------
+
+
+def _dask_sum_nav(x: dask.array.Array) -> dask.array.Array:
+    return x.sum(axis=(0, 1))
+
+
+def _dask_sum_nav_f32(x: dask.array.Array) -> dask.array.Array:
+    return x.sum(axis=(0, 1), dtype=np.float32)
+
+
+def _dask_sum_sig(x: dask.array.Array) -> dask.array.Array:
+    return x.sum(axis=(2, 3))
+
+
+def _dask_std(x: dask.array.Array) -> dask.array.Array:
+    return x.std(axis=(0, 1))
+
+
+def _dask_tensordot(x: dask.array.Array) -> dask.array.Array:
+    import dask.array as da
+
+    return da.tensordot(x, mask_stack(x.shape[2:]), axes=((2, 3), (1, 2)))
+
+
+def _dask_frame_loop(x: dask.array.Array) -> dask.array.Array:
+    return x.map_blocks(
+        _frame_loop, drop_axis=(2, 3), dtype=np.float32, meta=np.empty((0, 0), np.float32)
+    )
+
+
+def _dask_tile_sums(x: dask.array.Array) -> dask.array.Array:
+    import dask.array as da
+
+    # one graph: both sums read each chunk once
+    return da.concatenate([x.sum(axis=(0, 1)).ravel(), x.sum(axis=(2, 3)).ravel()])
+
+
+def _dask_roi_sum(x: dask.array.Array, fraction: float = 0.1) -> dask.array.Array:
+    roi = random_roi(x.shape[:2], fraction)
+    return x.reshape(-1, *x.shape[2:])[roi.ravel()].sum(axis=0)
+
+
+# the registry ------------------------------------------------------------------------------
+
+_FULL = (64, 64, 256, 256)  # float32: 1 GiB
+_QUICK = (16, 16, 64, 64)
+
+
+def _from_disk(source: str, what: str) -> Workload:
+    return Workload(
+        name=f"sum-{source}",
+        description=f"SumUDF, the 'sum' data read from {what}",
+        unit=GIB_PER_S,
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_sum,
+        run_reference=_sum_nav,
+        run_dask=_dask_sum_nav,
+        source=source,
+        libertem_udf="sum",
+        base="sum",
+        roofline=True,
+    )
+
+
 WORKLOADS: list[Workload] = [
     Workload(
         name="sum",
-        description="SumUDF (sum over the scan) vs arr.sum(axis=(0, 1)); memory-bound",
+        description="SumUDF (sum over the scan), 1 GiB float32 in memory; memory-bound",
         unit=GIB_PER_S,
-        shape=(64, 64, 256, 256),
-        quick_shape=(16, 16, 64, 64),
-        run_dataflow=_run_udf(SumUDF, "intensity"),
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_sum,
         run_reference=_sum_nav,
+        run_dask=_dask_sum_nav,
+        libertem_udf="sum",
+        roofline=True,
     ),
     Workload(
         name="sumsig",
-        description="SumSigUDF (sum of each frame) vs arr.sum(axis=(2, 3)); memory-bound",
+        description="SumSigUDF (sum of each frame), same data; memory-bound",
         unit=GIB_PER_S,
-        shape=(64, 64, 256, 256),
-        quick_shape=(16, 16, 64, 64),
-        run_dataflow=_run_udf(SumSigUDF, "intensity"),
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_run_udf(lambda ds: SumSigUDF(), _buffer("intensity")),
         run_reference=_sum_sig,
+        run_dask=_dask_sum_sig,
+        libertem_udf="sumsig",
+        roofline=True,
+    ),
+    Workload(
+        name="stddev",
+        description="StdDevUDF (per-pixel std over the scan), same data",
+        unit=GIB_PER_S,
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_run_udf(lambda ds: StdDevUDF(), _buffer("std")),
+        run_reference=_std,
+        run_dask=_dask_std,
+        expected=_std_exact,
+        libertem_udf="stddev",
+        roofline=True,
+        rtol=1e-4,  # NumPy's float32 std, the peer, is itself off by up to ~1e-5
+    ),
+    Workload(
+        name="masks",
+        description="ApplyMasksUDF with 4 dense float32 masks vs np.tensordot, same data",
+        unit=GIB_PER_S,
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_run_udf(_apply_masks, _buffer("intensity")),
+        run_reference=_tensordot,
+        run_dask=_dask_tensordot,
+        libertem_udf="masks",
+        roofline=True,
+        rtol=1e-4,  # float32 dot products of 65536 pixels, summed in different orders
     ),
     Workload(
         name="process-frame",
@@ -193,9 +396,37 @@ WORKLOADS: list[Workload] = [
         unit=US_PER_FRAME,
         shape=(256, 256, 32, 32),
         quick_shape=(32, 32, 16, 16),
-        run_dataflow=_run_udf(FrameSumUDF, "x"),
+        run_dataflow=_run_udf(lambda ds: FrameSumUDF(), _buffer("x")),
         run_reference=_frame_loop,
+        run_dask=_dask_frame_loop,
         expected=_sum_sig,
+        libertem_udf="frame-sum",
+    ),
+    Workload(
+        name="process-tile",
+        description="a process_tile UDF computing a sig sum and a nav sum, 1 GiB float32",
+        unit=GIB_PER_S,
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_run_udf(lambda ds: TileSumsUDF(), _tile_sums_result),
+        run_reference=_tile_sums,
+        run_dask=_dask_tile_sums,
+        libertem_udf="tile-sums",
+        roofline=True,
+    ),
+    Workload(
+        name="sum-uint16",
+        description="SumUDF on 1 GiB of uint16 (converted to float32 per tile); input GiB/s",
+        unit=GIB_PER_S,
+        shape=(128, 64, 256, 256),
+        quick_shape=_QUICK,
+        run_dataflow=_sum,
+        run_reference=_sum_nav_f32,
+        run_dask=_dask_sum_nav_f32,
+        expected=_sum_nav_exact,
+        libertem_udf="sum",
+        roofline=True,
+        dtype="uint16",
     ),
     Workload(
         name="tiny-sum",
@@ -203,24 +434,67 @@ WORKLOADS: list[Workload] = [
         unit=MS,
         shape=(16, 16, 32, 32),
         quick_shape=(16, 16, 32, 32),
-        run_dataflow=_run_udf(SumUDF, "intensity"),
+        run_dataflow=_sum,
         run_reference=_sum_nav,
+        run_dask=_dask_sum_nav,
+        libertem_udf="sum",
+    ),
+    _from_disk("npy", "a .npy file"),
+    _from_disk("raw", "a raw file"),
+    _from_disk("zarr", "an uncompressed zarr 3 store"),
+    _from_disk("zarr-zstd", "a zarr 3 store, default compressor (zstd)"),
+    Workload(
+        name="sum-roi",
+        description="SumUDF with a random 10% ROI, same data: time, and as a fraction of 'sum'",
+        unit=MS,
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_run_udf(lambda ds: SumUDF(), _buffer("intensity"), roi_fraction=0.1),
+        run_reference=_roi_sum,
+        run_dask=_dask_roi_sum,
+        libertem_udf="sum",
+        roi_fraction=0.1,
+        base="sum",
+    ),
+    Workload(
+        name="memory",
+        description="peak RSS of SumUDF over an 8 GiB zarr store vs the 1 GiB one (--big)",
+        unit=MIB,
+        shape=BIG_SHAPE,
+        quick_shape=BIG_SHAPE,
+        run_dataflow=_sum,
+        run_reference=_sum_nav,
+        source="zarr-zstd",
+        opt_in=True,
+        custom=run_memory,
     ),
 ]
 
 
-def get_workloads(names: list[str] | None = None) -> list[Workload]:
-    """The registered workloads, all of them or those named, in registry order.
+def get_workloads(names: Sequence[str] | None = None, *, big: bool = False) -> list[Workload]:
+    """The workloads to run, in registry order.
+
+    Parameters
+    ----------
+    names
+        Those to run; None for all but the opt-in ones. The ``base`` of a named
+        workload is added, so that ``vs base`` has its figure.
+    big
+        Add the opt-in workloads (the 8 GiB memory run).
 
     Raises
     ------
     ValueError
         If a name is not registered.
     """
-    if names is None:
-        return list(WORKLOADS)
     known = [w.name for w in WORKLOADS]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"unknown workloads {unknown!r}; known workloads: {', '.join(known)}")
-    return [w for w in WORKLOADS if w.name in names]
+    if names is None:
+        wanted = {w.name for w in WORKLOADS if big or not w.opt_in}
+    else:
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown workloads {unknown!r}; known workloads: {', '.join(known)}")
+        wanted = set(names) | ({w.name for w in WORKLOADS if w.opt_in} if big else set())
+    by_name = {w.name: w for w in WORKLOADS}
+    wanted |= {by_name[n].base for n in wanted if by_name[n].base is not None}
+    return [w for w in WORKLOADS if w.name in wanted]
