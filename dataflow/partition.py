@@ -9,7 +9,9 @@ buffer views for a tile are prepared before its frames are processed.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["PartitionResult", "run_partition"]
 
 #: Tile size when tiles are views of the partition's block (no copy is made).
-VIEW_TILE_BYTES = 16 * 2**20
+VIEW_TILE_BYTES = 256 * 2**20
 #: Tile size when tiles are copies (dtype conversion, ROI gaps): stays in cache.
 COPY_TILE_BYTES = 1 * 2**20
 
@@ -41,6 +43,42 @@ class PartitionResult:
     n_frames: int
     #: per UDF: buffer name -> array (nav buffers hold this partition's frames)
     buffers: tuple[dict[str, np.ndarray], ...]
+
+
+class _OneBlasThread:
+    """One BLAS thread while partition tasks run side by side (reference counted).
+
+    BLAS libraries start a thread per core for every call; with a task per core
+    already running, matrix products then fight over the cores. The limit is
+    process-wide, so it is set when the first task enters and restored when the
+    last one leaves.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._limiter: Any = None
+        self._controller: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._count == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_BLAS_ONE_THREAD = _OneBlasThread()
 
 
 class _Runner:
@@ -130,6 +168,19 @@ def run_partition(spec: RunSpec, block: np.ndarray, index: int) -> PartitionResu
     sel = None if task.roi is None else np.flatnonzero(task.roi)
     frame_indices = np.arange(p.start, p.stop) if sel is None else p.start + sel
     cursor = _Cursor(0, task.n_frames)
+    limit = _BLAS_ONE_THREAD if spec.blas_threads == 1 else contextlib.nullcontext()
+    with limit:
+        return _run(spec, block, task, sel, frame_indices, cursor)
+
+
+def _run(
+    spec: RunSpec,
+    block: np.ndarray,
+    task: PartitionTask,
+    sel: np.ndarray | None,
+    frame_indices: np.ndarray,
+    cursor: _Cursor,
+) -> PartitionResult:
     stage = "get_task_data"
     uplan = spec.udfs[0]
     try:

@@ -101,6 +101,8 @@ class RunSpec:
     tile_delay: float | None = None
     #: detector corrections applied to every tile, or None
     corrections: CorrectionSet | None = None
+    #: 1: BLAS uses one thread inside tasks (several tasks run at once); None: no limit
+    blas_threads: int | None = None
 
     #: shape of one frame
     sig_shape: tuple[int, ...] = field(init=False)
@@ -269,7 +271,11 @@ def _strategy(udf: UDF, buffers: Mapping[str, BufferWrapper]) -> str:
 
 
 def make_plan(
-    dataset: DataSet, udfs: Sequence[UDF], roi: Any = None, corrections: Any = None
+    dataset: DataSet,
+    udfs: Sequence[UDF],
+    roi: Any = None,
+    corrections: Any = None,
+    blas_threads: int | None = 1,
 ) -> RunPlan:
     """Inspect ``udfs`` on ``dataset`` with ``roi`` and list the partition tasks.
 
@@ -315,6 +321,7 @@ def make_plan(
         tile_depth=getattr(dataset, "tile_depth", None),
         tile_delay=getattr(dataset, "tile_delay", None),
         corrections=corrections,
+        blas_threads=blas_threads,
     )
     token = tokenize(
         dataset,

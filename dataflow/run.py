@@ -237,7 +237,7 @@ def run(
 ) -> tuple[tuple[UDFResultDict, ...], list[Live2DPlot]]:
     """Run ``udfs`` over ``dataset``; the results and the plots made."""
     _check_dataset(dataset)
-    plan = make_plan(dataset, udfs, roi, corrections)
+    plan = make_plan(dataset, udfs, roi, corrections, executor.blas_threads)
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=True)
@@ -361,7 +361,7 @@ def run_iter(
     read when the returned generator is iterated.
     """
     _check_dataset(dataset)
-    plan = make_plan(dataset, udfs, roi, corrections)
+    plan = make_plan(dataset, udfs, roi, corrections, executor.blas_threads)
     tracker = _Progress(progress, plan)
     live = _make_live(plots, plot_class, plan)
     graph, dsk = _graph_dict(plan, executor, split_every, with_results=False)

@@ -78,6 +78,11 @@ class JobExecutor:
         return 1
 
     @property
+    def blas_threads(self) -> int | None:
+        """BLAS threads per task: 1 where tasks run side by side, None for no limit."""
+        return 1
+
+    @property
     def memory_per_thread(self) -> int | None:
         """Bytes of memory per worker thread where workers have a limit, else None.
 

@@ -43,5 +43,9 @@ class InlineJobExecutor(LocalSchedulerExecutor):
     def _get_function(self) -> Callable[..., Any]:
         return dask.local.get_sync
 
+    @property
+    def blas_threads(self) -> int | None:
+        return None  # one task at a time: BLAS may use every core
+
     def get_small(self, dsk: Mapping, key: Any) -> Any:
         return dask.core.get(dsk, key)  # dask's own minimal executor: no ordering pass

@@ -93,6 +93,10 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
         )
 
     @property
+    def blas_threads(self) -> int | None:
+        return 1 if self.n_workers > 1 else None
+
+    @property
     def memory_per_thread(self) -> int | None:
         kind, value = self._current()
         return client_memory_per_thread(value) if kind == "client" else None
