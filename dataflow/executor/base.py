@@ -28,6 +28,7 @@ __all__ = [
     "LocalSchedulerExecutor",
     "StreamEvent",
     "cpu_count",
+    "get_in_calling_thread",
 ]
 
 #: ("partition", task index, PartitionResult or None) or ("final", value)
@@ -40,6 +41,25 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def get_in_calling_thread(dsk: Mapping, key: Any) -> Any:
+    """Compute ``key`` with dask's minimal executor: no pool, no ordering pass.
+
+    That executor runs every task of the graph it is given, so the graph is first
+    culled to what ``key`` needs (reads of frames outside a ROI drop out). It calls
+    no scheduler callbacks, so while any are registered (``dask.diagnostics``, a
+    user's own) the synchronous scheduler runs the graph instead.
+    """
+    import dask.core
+    import dask.local
+    from dask.optimization import cull
+
+    if Callback.active:
+        return dask.local.get_sync(dsk, key)
+
+    needed, _ = cull(dsk, [key])
+    return dask.core.get(needed, key)
 
 
 class JobExecutor:

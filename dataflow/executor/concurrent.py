@@ -7,12 +7,11 @@ import functools
 import multiprocessing
 from typing import TYPE_CHECKING, Any
 
-import dask.core
 import dask.local
 import dask.multiprocessing
 import dask.threaded
 
-from dataflow.executor.base import LocalSchedulerExecutor, cpu_count
+from dataflow.executor.base import LocalSchedulerExecutor, cpu_count, get_in_calling_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -58,7 +57,7 @@ class ConcurrentJobExecutor(LocalSchedulerExecutor):
         return self._n
 
     def get_small(self, dsk: Mapping, key: Any) -> Any:
-        return dask.core.get(dsk, key)  # dask's own minimal executor: no pool, no ordering
+        return get_in_calling_thread(dsk, key)
 
     def _get_function(self) -> Callable[..., Any]:
         if self._pool is None:

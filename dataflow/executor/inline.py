@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import dask.core
 import dask.local
 
-from dataflow.executor.base import LocalSchedulerExecutor
+from dataflow.executor.base import LocalSchedulerExecutor, get_in_calling_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -48,4 +47,4 @@ class InlineJobExecutor(LocalSchedulerExecutor):
         return None  # one task at a time: BLAS may use every core
 
     def get_small(self, dsk: Mapping, key: Any) -> Any:
-        return dask.core.get(dsk, key)  # dask's own minimal executor: no ordering pass
+        return get_in_calling_thread(dsk, key)

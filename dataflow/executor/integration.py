@@ -11,7 +11,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import dask
-import dask.core
 import dask.local
 import dask.threaded
 from dask.base import get_scheduler
@@ -20,6 +19,7 @@ from dataflow.executor.base import (
     LocalSchedulerExecutor,
     StreamEvent,
     cpu_count,
+    get_in_calling_thread,
 )
 from dataflow.executor.dask import client_memory_per_thread, client_stream
 
@@ -67,7 +67,7 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
     def get_small(self, dsk: Mapping, key: Any) -> Any:
         kind, value = self._current()
         if kind == "local" and value is dask.threaded.get:
-            return dask.core.get(dsk, key)  # dask's own minimal executor: no pool, no ordering
+            return get_in_calling_thread(dsk, key)
         return self.get(dsk, key)
 
     def get(self, dsk: Mapping, key: Any) -> Any:
