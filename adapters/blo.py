@@ -18,11 +18,11 @@ opens the file by path and reads its frames, headers included, with one
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -36,6 +36,7 @@ from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
 __all__ = ["BloAdapter", "read_blo_header"]
@@ -97,7 +98,7 @@ def read_blo_header(path: str | os.PathLike[str], endianess: str = "<") -> dict[
     return {name: rec[name].item() for name in dt.names if name != "ID"}
 
 
-class BloAdapter:
+class BloAdapter(Adapter):
     """The ``blo`` source: an ASTAR blockfile.
 
     Examples
@@ -109,19 +110,6 @@ class BloAdapter:
     description = "NanoMegas ASTAR blockfiles (.blo)"
     url = "https://hyperspy.org/rosettasciio/user_guide/supported_formats/blockfile.html"
     extensions: tuple[str, ...] = (".blo",)
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.blo`` file (by its extension).
-
-        Examples
-        --------
-        >>> BloAdapter.guess_can_open("a.blo"), BloAdapter.guess_can_open("a.mib")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith(".blo")
 
     @staticmethod
     def open(

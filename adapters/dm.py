@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -81,7 +82,7 @@ def _check_dtype(image: dict[str, Any], p: Path) -> np.dtype:
     return dtype
 
 
-class DMAdapter:
+class DMAdapter(Adapter):
     """The ``dm`` source: Gatan ``.dm3``/``.dm4`` files (reading real files is untested).
 
     Examples
@@ -94,19 +95,6 @@ class DMAdapter:
     description = "Gatan Digital Micrograph .dm3/.dm4 files (one data set, or a stack of frames)"
     url = "https://hyperspy.org/rosettasciio/user_guide/supported_formats/digitalmicrograph.html"
     extensions: tuple[str, ...] = (".dm3", ".dm4")
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.dm3`` or ``.dm4`` file (by its extension).
-
-        Examples
-        --------
-        >>> DMAdapter.guess_can_open("a.dm4"), DMAdapter.guess_can_open("a.emd")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith((".dm3", ".dm4"))
 
     @staticmethod
     def open(

@@ -22,12 +22,12 @@ from a format description, and their 4D-STEM frames are not stored frame by fram
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.adapters._rsciio import (
     FrameReader,
     as_path,
@@ -42,6 +42,7 @@ from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, check_sig_dims, m
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
 __all__ = ["EMDAdapter", "find_datasets"]
@@ -113,7 +114,7 @@ class _HDF5FrameReader(FrameReader):
         return frames.astype(self.dtype, copy=False)
 
 
-class EMDAdapter:
+class EMDAdapter(Adapter):
     """The ``emd`` source: a data set of an NCEM EMD (HDF5) file.
 
     Examples
@@ -125,19 +126,6 @@ class EMDAdapter:
     description = "NCEM (Berkeley) EMD files, HDF5 with labelled dimensions"
     url = "https://emdatasets.com/format/"
     extensions: tuple[str, ...] = (".emd",)
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.emd`` file (by its extension).
-
-        Examples
-        --------
-        >>> EMDAdapter.guess_can_open("a.emd"), EMDAdapter.guess_can_open("a.h5")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith(".emd")
 
     @staticmethod
     def open(

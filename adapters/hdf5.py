@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dask.base import tokenize
 
+from dataflow.adapter import Adapter
 from dataflow.adapters.npy import mask_runs, reader_array
 from dataflow.adapters.zarr import chunk_boundaries, nav_regions
 from dataflow.dataset import (
@@ -226,7 +227,7 @@ class H5FrameReader:
         return out
 
 
-class HDF5Adapter:
+class HDF5Adapter(Adapter):
     """The ``hdf5`` source: a dataset in an HDF5 file, read partition by partition.
 
     Examples

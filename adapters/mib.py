@@ -28,14 +28,14 @@ load to guess the scan shape, and does not read ``R64`` files, so it is not used
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.adapters._rsciio import (
     OffsetFrameReader,
     as_path,
@@ -49,6 +49,7 @@ from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
 __all__ = ["MIBAdapter", "MIBHeader", "read_hdr", "read_mib_header"]
@@ -275,7 +276,7 @@ class _MIBReader(OffsetFrameReader):
         return values.reshape((n, *self.raw_sig)).astype(self.dtype, copy=False)
 
 
-class MIBAdapter:
+class MIBAdapter(Adapter):
     """The ``mib`` source: Quantum Detectors Merlin ``.mib`` files.
 
     Examples
@@ -287,19 +288,6 @@ class MIBAdapter:
     description = "Quantum Detectors Merlin .mib files (U08/U16/U32 and single-chip R64)"
     url = "https://quantumdetectors.com/products/merlinem/"
     extensions: tuple[str, ...] = (".mib", ".hdr")
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.mib`` or ``.hdr`` file (by its extension).
-
-        Examples
-        --------
-        >>> MIBAdapter.guess_can_open("scan1.mib"), MIBAdapter.guess_can_open("scan.blo")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith((".mib", ".hdr"))
 
     @staticmethod
     def open(

@@ -16,11 +16,11 @@ refused (their frames are not at fixed offsets).
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -36,6 +36,7 @@ from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
 __all__ = ["MRCAdapter"]
@@ -51,7 +52,7 @@ def _calibrated(axis: Axis, length: float, grid: int) -> Axis:
     return Axis(axis.name, axis.size)
 
 
-class MRCAdapter:
+class MRCAdapter(Adapter):
     """The ``mrc`` source: an MRC file holding a stack of frames.
 
     Examples
@@ -63,19 +64,6 @@ class MRCAdapter:
     description = "MRC files (a stack of 2D frames), as written by DE cameras, IMOD, MRCZ"
     url = "https://www.ccpem.ac.uk/mrc_format/mrc2014.php"
     extensions: tuple[str, ...] = (".mrc",)
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.mrc`` file (by its extension).
-
-        Examples
-        --------
-        >>> MRCAdapter.guess_can_open("a.mrc"), MRCAdapter.guess_can_open("a.mrcz")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith(".mrc")
 
     @staticmethod
     def open(

@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from dataflow.adapter import Adapter
 from dataflow.dataset import (
     DEFAULT_PARTITION_BYTES,
     DataSet,
@@ -305,7 +306,7 @@ def reader_array(reader: Any, partitions: Sequence[Partition], name: str) -> da.
     )
 
 
-class NPYAdapter:
+class NPYAdapter(Adapter):
     """The ``npy`` source: a ``.npy`` file, read partition by partition.
 
     Examples
@@ -321,19 +322,6 @@ class NPYAdapter:
     description = "a NumPy .npy file (C order), read without loading it whole"
     url = "https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html"
     extensions: tuple[str, ...] = (".npy",)
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.npy`` file (by its extension).
-
-        Examples
-        --------
-        >>> NPYAdapter.guess_can_open("scan.npy"), NPYAdapter.guess_can_open("scan.zarr")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith(".npy")
 
     @staticmethod
     def open(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dask.base import tokenize
 
+from dataflow.adapter import Adapter
 from dataflow.adapters.npy import BinaryFrameReader, reader_array
 from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout, plan_partitions
 from dataflow.errors import DataSetException
@@ -124,7 +125,7 @@ def _frame_shapes(
     return stored, crop
 
 
-class RawAdapter:
+class RawAdapter(Adapter):
     """The ``raw`` source: a headerless file of C-ordered frames.
 
     Examples

@@ -22,12 +22,12 @@ one ``readinto`` per file.
 
 from __future__ import annotations
 
-import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -41,6 +41,7 @@ from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
     from pathlib import Path
 
@@ -172,7 +173,7 @@ def detect_scan(
     return start, (n_frames,)
 
 
-class TVIPSAdapter:
+class TVIPSAdapter(Adapter):
     """The ``tvips`` source: a TVIPS recorder series.
 
     Examples
@@ -184,19 +185,6 @@ class TVIPSAdapter:
     description = "TVIPS recorder streams (*_000.tvips, *_001.tvips, ...)"
     url = "https://hyperspy.org/rosettasciio/user_guide/supported_formats/tvips.html"
     extensions: tuple[str, ...] = (".tvips",)
-
-    @staticmethod
-    def guess_can_open(path: Any) -> bool:
-        """True if ``path`` names a ``.tvips`` file (by its extension).
-
-        Examples
-        --------
-        >>> TVIPSAdapter.guess_can_open("a_000.tvips"), TVIPSAdapter.guess_can_open("a.mrc")
-        (True, False)
-        """
-        if not isinstance(path, (str, os.PathLike)):
-            return False
-        return os.fspath(path).lower().endswith(".tvips")
 
     @staticmethod
     def open(

@@ -35,6 +35,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from dataflow.adapter import Adapter
 from dataflow.dataset import (
     DEFAULT_PARTITION_BYTES,
     DataSet,
@@ -699,7 +700,7 @@ def _check_flag(name: str, value: Any) -> bool:
     return value
 
 
-class ZarrAdapter:
+class ZarrAdapter(Adapter):
     """The ``zarr`` source: an array in a zarr store (format 2 or 3), local or remote.
 
     Examples

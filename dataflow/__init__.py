@@ -38,6 +38,7 @@ def _adapters_from_source_tree() -> None:
 _adapters_from_source_tree()
 
 import dataflow.accessor  # noqa: F401 (registers DataArray.dataflow)
+from dataflow.adapter import Adapter
 from dataflow.api import Context
 from dataflow.buffers import BufferWrapper
 from dataflow.dataset import DataSet, Partition
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "UDF",
+    "Adapter",
     "BufferResult",
     "BufferWrapper",
     "Context",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import dask.array as da
 import numpy as np
 
+from dataflow.adapter import Adapter
 from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.shape import Shape
 
@@ -500,7 +501,7 @@ def check_sig_dims(sig_dims: Any, shape: Sequence[int], source: str = "the data"
     return int(sig_dims)
 
 
-class MemoryAdapter:
+class MemoryAdapter(Adapter):
     """The ``memory`` source: a NumPy array, wrapped without a copy and without hashing."""
 
     name = "memory"
@@ -617,7 +618,7 @@ def _tile_depth(tileshape: Sequence[int] | None) -> int | None:
     return shape[0]
 
 
-class DaskAdapter:
+class DaskAdapter(Adapter):
     """The ``dask`` source: any dask array; its chunks become partition boundaries."""
 
     name = "dask"
@@ -709,7 +710,7 @@ class DaskAdapter:
         )
 
 
-class XarrayAdapter:
+class XarrayAdapter(Adapter):
     """The ``xarray`` source: a DataArray, NumPy- or dask-backed, with its labels.
 
     Signal dimensions are chosen by name; the others are the navigation dimensions,

@@ -8,7 +8,8 @@ metadata::
 
 An adapter is a class with a ``name``, a ``description``, ``extensions`` (file name
 endings it reads) and ``open(source, *, <keywords>) -> DataSet``; optionally
-``guess_can_open(path) -> bool`` for ``ctx.load("auto", path=...)``. The group is read
+``guess_can_open(path) -> bool`` for ``ctx.load("auto", path=...)``. Subclassing
+:class:`dataflow.Adapter` gives that guess from ``extensions``. The group is read
 once; modules are imported only when their adapter is requested.
 """
 

@@ -34,6 +34,26 @@ def test_builtin_adapters_are_registered():
     assert registry.list_adapters() == sorted(names)
 
 
+def test_builtin_adapters_share_the_base_class():
+    for name in registry.list_adapters():
+        adapter = registry.get_adapter(name)
+        assert issubclass(adapter, dataflow.Adapter), name
+        assert adapter.open is not dataflow.Adapter.open, name
+
+
+def test_base_class_guesses_by_extension():
+    class Scans(dataflow.Adapter):
+        extensions = (".scan", ".scan.gz")
+
+    assert Scans.guess_can_open("run1.SCAN")
+    assert Scans.guess_can_open("dir/run1.scan.gz")
+    assert not Scans.guess_can_open("run1.npy")
+    assert not Scans.guess_can_open(object())
+    assert not dataflow.Adapter.guess_can_open("x.npy")  # no extensions: never guessed
+    with pytest.raises(NotImplementedError):
+        Scans.open("run1.scan")
+
+
 @pytest.mark.parametrize("name", ["npy", "NPY", "raw", "hdf5", "zarr"])
 def test_get_adapter(name):
     adapter = registry.get_adapter(name)
@@ -136,11 +156,12 @@ def test_auto_missing_file(ctx, tmp_path):
 
 PLUGIN = '''
 import numpy as np
+from dataflow import Adapter
 from dataflow.dataset import MemoryAdapter
 
 
-class TextAdapter:
-    """Frames written by np.savetxt, one row per frame."""
+class TextAdapter(Adapter):
+    """Frames written by np.savetxt, one row per frame; ``auto`` by its extension."""
 
     name = "textframes"
     description = "frames in a text file"
