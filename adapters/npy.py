@@ -140,11 +140,14 @@ def mask_runs(mask: Any, n: int) -> list[tuple[int, int]]:
 class BinaryFrameReader:
     """Read dataset frames from a file of C-ordered frames that starts at ``offset``.
 
-    ``reader(start, stop, mask)`` returns dataset frames ``start:stop`` (a new array
-    of shape ``(stop - start,) + layout.sig_shape``). The file is opened inside the
-    call, by path, and closed before it returns; only frames where the boolean
-    ``mask`` is True are read (one ``np.fromfile`` per contiguous run), the others
-    stay zero. Frames the layout places before or after the file are zeros.
+    ``reader(start, stop, mask)`` returns dataset frames ``start:stop``, shape
+    ``(stop - start,) + layout.sig_shape``. The file is opened inside the call, by
+    path. A whole range of stored frames comes back as a copy-on-write memory map of
+    the file (no copy until a UDF writes to it, and never written back; the map
+    closes when the array is dropped); otherwise only frames
+    where the boolean ``mask`` is True are read (one ``np.fromfile`` per contiguous
+    run) into a new array, the others stay zero. Frames the layout places before or
+    after the file are zeros.
 
     Parameters
     ----------
@@ -235,6 +238,24 @@ class BinaryFrameReader:
             )
         return self._crop(data)
 
+    def _mapped(self, a: int, b: int) -> np.ndarray:
+        """Stored frames ``a:b`` as a copy-on-write view of the file's pages.
+
+        The map is made here, inside the task, and closes when the array is dropped;
+        the page cache then serves the frames at memory speed.
+        """
+        frame_bytes = math.prod(self.stored_sig_shape) * self.dtype.itemsize
+        mapped = np.memmap(
+            self.path,
+            dtype=self.dtype,
+            mode="c",
+            offset=self.offset + a * frame_bytes,
+            shape=(b - a, *self.stored_sig_shape),
+        )
+        if mapped.shape[0] and self.offset + b * frame_bytes > os.path.getsize(self.path):
+            raise OSError(f"{self.path!r} is shorter than its frames {a}:{b} need")
+        return np.asarray(mapped)
+
     def _load_pickled(self) -> np.ndarray:
         """All stored frames of an object-dtype ``.npy``: pickled, so no offsets."""
         return self._crop(np.load(self.path, allow_pickle=True).reshape(-1))
@@ -248,6 +269,8 @@ class BinaryFrameReader:
                 block = np.empty((0, *sig), dtype=self.dtype)
             elif self.pickled:
                 block = np.array(self._load_pickled()[a:b])
+            elif not (pre or post or self._cropped):
+                return self._mapped(a, b)
             else:
                 with open(self.path, "rb") as f:
                     block = self._read(f, a, b)

@@ -95,13 +95,17 @@ def test_min_partitions_and_partition_bytes(ctx, npy_file):
     assert {p.n_frames for p in ds.partitions} == {7}  # whole scan rows
 
 
-def test_blocks_are_in_memory_copies(npy_file):
-    path, _ = npy_file
+def test_blocks_are_writeable_and_never_write_the_file(npy_file):
+    path, data = npy_file
     ds = NPYAdapter.open(path, num_partitions=2)
     block = ds.partition_array.blocks[1].compute(scheduler="sync")
     assert type(block) is np.ndarray
-    assert block.flags.writeable
-    assert block.flags.owndata or type(block.base) is np.ndarray
+    assert block.flags.writeable  # a UDF may work in place on its frames
+    block[:] = -1
+    np.testing.assert_array_equal(np.load(path), data)
+    again = pickle.loads(pickle.dumps(block))  # travels by value, as a plain array
+    assert type(again) is np.ndarray
+    assert (again == -1).all()
 
 
 def test_open_reads_no_data(monkeypatch, npy_file):
@@ -416,9 +420,10 @@ def test_layout_changes_the_token(npy_file):
 
 @pytest.fixture
 def fromfile_calls(monkeypatch):
-    """Record ``(first item, item count)`` of every np.fromfile call."""
+    """Record ``(first byte, item count)`` of every np.fromfile read and np.memmap map."""
     calls = []
     real = np.fromfile
+    real_memmap = np.memmap
 
     def counting(file, dtype=float, count=-1, *args, **kwargs):
         pos = file.tell() if hasattr(file, "tell") else kwargs.get("offset", 0)
@@ -426,7 +431,13 @@ def fromfile_calls(monkeypatch):
         calls.append((pos, out.size))
         return out
 
+    def mapping(*args, **kwargs):
+        out = real_memmap(*args, **kwargs)
+        calls.append((kwargs.get("offset", 0), out.size))
+        return out
+
     monkeypatch.setattr(np, "fromfile", counting)
+    monkeypatch.setattr(np, "memmap", mapping)
     return calls
 
 
@@ -464,6 +475,7 @@ def test_full_runs_read_each_partition_once(ctx, npy_file, fromfile_calls):
     ds = ctx.load("npy", path=path, num_partitions=3)
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
     np.testing.assert_array_equal(res["frames"].data, data)
+    # whole partitions are mapped, not copied: one map per partition, none twice
     assert len(fromfile_calls) == 3
     assert sum(count for _, count in fromfile_calls) == data.size
 
