@@ -15,6 +15,15 @@ from dataflow.run import ResultGenerator, run, run_iter, run_lazy
 from dataflow.udf.base import UDF
 
 if TYPE_CHECKING:
+    from dataflow.analysis.base import Analysis, AnalysisResultSet
+    from dataflow.analysis.com import COMAnalysis
+    from dataflow.analysis.disk import DiskMaskAnalysis
+    from dataflow.analysis.masks import MasksAnalysis
+    from dataflow.analysis.point import PointMaskAnalysis
+    from dataflow.analysis.radialfourier import RadialFourierAnalysis
+    from dataflow.analysis.raw import PickFrameAnalysis
+    from dataflow.analysis.ring import RingMaskAnalysis
+    from dataflow.analysis.sum import SumAnalysis
     from dataflow.dataset import DataSet
     from dataflow.plot import Live2DPlot
     from dataflow.results import UDFResults
@@ -441,6 +450,155 @@ class Context:
         export_dataset(
             self, dataset, path=path, progress=progress, overwrite=overwrite, format=format
         )
+
+    # analyses (LiberTEM's analysis API, thin layers over the UDFs) ---------------------------
+
+    def run(
+        self, job: Analysis, roi: Any = None, progress: Any = False, corrections: Any = None
+    ) -> AnalysisResultSet:
+        """Run an analysis from a ``create_*_analysis`` method; its results, labelled.
+
+        A ``roi`` replaces the analysis' own (the picked frame of a pick analysis);
+        navigation-shaped results are NaN outside it. See
+        :func:`dataflow.analysis.base.run_analysis` and ``docs/analyses.md``.
+
+        Raises
+        ------
+        TypeError
+            If ``job`` is not an :class:`~dataflow.analysis.base.Analysis`.
+
+        Examples
+        --------
+        >>> res = ctx.run(ctx.create_sum_analysis(dataset=dataset), roi=dataset.roi[0])
+        >>> res.intensity.raw_data.shape
+        (32, 32)
+        """
+        from dataflow.analysis.base import run_analysis
+
+        return run_analysis(self, job, roi=roi, progress=progress, corrections=corrections)
+
+    def create_mask_analysis(
+        self,
+        factories: Any,
+        dataset: DataSet,
+        use_sparse: Any = None,
+        mask_count: int | None = None,
+        mask_dtype: Any = None,
+        dtype: Any = None,
+    ) -> MasksAnalysis:
+        """Integrate frames over masks: results ``mask_0``, ``mask_1``, ...
+
+        Arguments as for :class:`~dataflow.udf.masks.ApplyMasksUDF` (``factories`` is its
+        ``mask_factories``, ``dtype`` its ``preferred_dtype``).
+        """
+        from dataflow.analysis.masks import MasksAnalysis
+
+        parameters = {"factories": factories, "use_sparse": use_sparse, "mask_count": mask_count}
+        parameters.update(mask_dtype=mask_dtype, dtype=dtype)
+        return MasksAnalysis(dataset=dataset, parameters=parameters)
+
+    def create_com_analysis(
+        self,
+        dataset: DataSet,
+        cx: float | None = None,
+        cy: float | None = None,
+        mask_radius: float | None = None,
+        flip_y: bool = False,
+        mask_radius_inner: float | None = None,
+        scan_rotation: float = 0.0,
+    ) -> COMAnalysis:
+        """Centre of mass within a disk or ring: ``field``, ``magnitude``, ``divergence``,
+        ``curl``, ``x``, ``y``. See :class:`~dataflow.analysis.com.COMAnalysis`."""
+        from dataflow.analysis.base import given
+        from dataflow.analysis.com import COMAnalysis
+
+        parameters = given(cx=cx, cy=cy, r=mask_radius, ri=mask_radius_inner)
+        parameters.update(given(flip_y=flip_y, scan_rotation=scan_rotation))
+        return COMAnalysis(dataset=dataset, parameters=parameters)
+
+    def create_radial_fourier_analysis(
+        self,
+        dataset: DataSet,
+        cx: float | None = None,
+        cy: float | None = None,
+        ri: float | None = None,
+        ro: float | None = None,
+        n_bins: int | None = None,
+        max_order: int | None = None,
+        use_sparse: Any = None,
+    ) -> RadialFourierAnalysis:
+        """Fourier coefficients along rings. See
+        :class:`~dataflow.analysis.radialfourier.RadialFourierAnalysis`."""
+        from dataflow.analysis.base import given
+        from dataflow.analysis.radialfourier import RadialFourierAnalysis
+
+        parameters = given(cx=cx, cy=cy, ri=ri, ro=ro, n_bins=n_bins, max_order=max_order)
+        parameters.update(given(use_sparse=use_sparse))
+        return RadialFourierAnalysis(dataset=dataset, parameters=parameters)
+
+    def create_disk_analysis(
+        self,
+        dataset: DataSet,
+        cx: float | None = None,
+        cy: float | None = None,
+        r: float | None = None,
+    ) -> DiskMaskAnalysis:
+        """Integrate frames over a disk: ``intensity``, ``intensity_log``."""
+        from dataflow.analysis.base import given
+        from dataflow.analysis.disk import DiskMaskAnalysis
+
+        return DiskMaskAnalysis(dataset=dataset, parameters=given(cx=cx, cy=cy, r=r))
+
+    def create_ring_analysis(
+        self,
+        dataset: DataSet,
+        cx: float | None = None,
+        cy: float | None = None,
+        ri: float | None = None,
+        ro: float | None = None,
+    ) -> RingMaskAnalysis:
+        """Integrate frames over a ring: ``intensity``, ``intensity_log``."""
+        from dataflow.analysis.base import given
+        from dataflow.analysis.ring import RingMaskAnalysis
+
+        return RingMaskAnalysis(dataset=dataset, parameters=given(cx=cx, cy=cy, ri=ri, ro=ro))
+
+    def create_point_analysis(
+        self, dataset: DataSet, x: int | None = None, y: int | None = None
+    ) -> PointMaskAnalysis:
+        """The detector pixel ``(y, x)`` of every frame: ``intensity``, ``intensity_log``.
+
+        Raises
+        ------
+        ValueError
+            If the dataset has more than two navigation dimensions.
+        """
+        from dataflow.analysis.base import given
+        from dataflow.analysis.point import PointMaskAnalysis
+
+        nav = tuple(dataset.shape.nav)
+        if len(nav) > 2:
+            raise ValueError(
+                f"the dataset's navigation shape is {nav}; the point analysis needs at most "
+                "two navigation dimensions"
+            )
+        return PointMaskAnalysis(dataset=dataset, parameters=given(cx=x, cy=y))
+
+    def create_sum_analysis(self, dataset: DataSet) -> SumAnalysis:
+        """The sum of all frames: ``intensity`` (log picture), ``intensity_lin``."""
+        from dataflow.analysis.sum import SumAnalysis
+
+        return SumAnalysis(dataset=dataset, parameters={})
+
+    def create_pick_analysis(
+        self, dataset: DataSet, x: int, y: int | None = None, z: int | None = None
+    ) -> PickFrameAnalysis:
+        """The frame at ``(z, y, x)``, as many coordinates as navigation dimensions:
+        ``intensity`` (log picture), ``intensity_lin``."""
+        from dataflow.analysis.base import given
+        from dataflow.analysis.raw import PickFrameAnalysis
+
+        return PickFrameAnalysis(dataset=dataset, parameters=given(x=x, y=y, z=z))
 
 
 def check_backends(udfs: Iterable[UDF], backends: Any) -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "DataflowWarning",
     "ExecutorSpecException",
     "InvalidMaskError",
+    "ResultNotFoundError",
     "RoiError",
     "UDFException",
     "UDFRunCancelled",
@@ -54,6 +55,13 @@ class RoiError(DataflowError, ValueError):
 
 class AdapterNotFoundError(DataflowError, ValueError):
     """No adapter is registered under the requested file type."""
+
+
+class ResultNotFoundError(DataflowError, AttributeError, KeyError):
+    """No result with the requested key; catch it as AttributeError or KeyError."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0])
 
 
 class DataflowWarning(UserWarning):
