@@ -849,3 +849,137 @@ def test_xarray_written_coordinates_and_units_come_through(tmp_path):
     assert out["x"].attrs == {"units": "nm"}
     assert "units" not in out["y"].attrs  # no coordinate stored: pixel indices, no unit
     np.testing.assert_array_equal(out["intensity"].values, data.sum(axis=(2, 3)))
+
+
+# chunk files read directly ---------------------------------------------------------------------
+
+
+def _compressor(zarr, zarr_format, name):
+    import numcodecs
+
+    if name is None:
+        return None
+    if zarr_format == 2:
+        return {"zstd": numcodecs.Zstd(), "blosc": numcodecs.Blosc(), "gzip": numcodecs.GZip()}[
+            name
+        ]
+    return {
+        "zstd": zarr.codecs.ZstdCodec(),
+        "blosc": zarr.codecs.BloscCodec(),
+        "gzip": zarr.codecs.GzipCodec(),
+    }[name]
+
+
+@pytest.fixture
+def no_zarr_reads(zarr, monkeypatch):
+    """Fails any read through zarr-python's own selection machinery."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("read through zarr, not from the chunk files")
+
+    monkeypatch.setattr(zarr.Array, "get_basic_selection", refuse)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("compressor", [None, "zstd", "blosc", "gzip"])
+@pytest.mark.parametrize(
+    "chunks",
+    [(2, 7, 8, 9), (4, 5, 3, 4), (1, 1, 8, 9), (6, 7, 8, 9)],
+    ids=["rows", "edges-and-split-frames", "frames", "one"],
+)
+def test_local_chunks_are_read_from_their_files(
+    ctx, zarr, tmp_path, no_zarr_reads, zarr_format, compressor, chunks
+):
+    data = _data("uint16")
+    path = _write(
+        zarr,
+        tmp_path / "d.zarr",
+        data,
+        chunks,
+        zarr_format,
+        compressors=_compressor(zarr, zarr_format, compressor),
+        fill_value=7,
+    )
+    first = _chunk_file(path, zarr_format, (0,) * 4)
+    first.unlink()  # a missing chunk reads as the fill value, as zarr reads it
+    expected = data.copy()
+    expected[: chunks[0], : chunks[1], : chunks[2], : chunks[3]] = 7
+    ds = ctx.load("zarr", path=path, num_partitions=3)
+    assert ds.reader.files is not None
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    np.testing.assert_array_equal(res["frames"].data, expected)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[0, 0] = roi[3, 2:5] = roi[5, 6] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("chunks", [(2, 3, 4, 9), (1, 1, 8, 9)], ids=str)
+def test_chunk_files_read_once_and_only_for_the_roi(
+    ctx, zarr, tmp_path, monkeypatch, zarr_format, chunks
+):
+    from dataflow.adapters import zarr as zarr_adapter
+
+    data = _data()
+    path = _write(zarr, tmp_path / "d.zarr", data, chunks, zarr_format)
+    loaded = []
+    real = zarr_adapter._ChunkFiles._load
+
+    def counting(self, index, out):
+        loaded.append(index)
+        return real(self, index, out)
+
+    monkeypatch.setattr(zarr_adapter._ChunkFiles, "_load", counting)
+    ds = ctx.load("zarr", path=path, num_partitions=2)
+    _check_sums(ctx, ds, data)
+    every = _keys_of_frames(zarr_format, SHAPE, chunks, list(np.ndindex(*SHAPE[:2])))
+    keys = [_chunk_key(zarr_format, i) for i in loaded]
+    assert sorted(keys) == sorted(every)  # each chunk once
+    loaded.clear()
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[1, 2] = roi[4, 5] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+    keys = [_chunk_key(zarr_format, i) for i in loaded]
+    assert sorted(keys) == sorted(_keys_of_frames(zarr_format, SHAPE, chunks, [(1, 2), (4, 5)]))
+
+
+def test_other_arrays_are_read_through_zarr(ctx, zarr, tmp_path):
+    import numcodecs
+
+    data = _data("uint16")
+    arrays = {
+        "big-endian": _write(zarr, tmp_path / "be.zarr", data.astype(">u2"), (2, 7, 8, 9), 2),
+        "filtered": _write(
+            zarr,
+            tmp_path / "f.zarr",
+            data,
+            (2, 7, 8, 9),
+            2,
+            filters=[numcodecs.Delta(dtype="u2")],
+        ),
+        "sharded": _write(zarr, tmp_path / "s.zarr", data, (1, 7, 8, 9), shards=(2, 7, 8, 9)),
+        "checksummed": _write(
+            zarr,
+            tmp_path / "c.zarr",
+            data,
+            (2, 7, 8, 9),
+            compressors=[zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec()],
+        ),
+    }
+    for name, path in arrays.items():
+        ds = ctx.load("zarr", path=path, num_partitions=2)
+        assert ds.reader.files is None, name
+        res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+        np.testing.assert_array_equal(res["frames"].data, data, err_msg=name)
+    store = zarr.storage.LocalStore(arrays["sharded"], read_only=True)
+    assert ctx.load("zarr", path=store).reader.files is None  # a store object: zarr reads it
+
+
+def test_chunk_files_travel_small(zarr, tmp_path):
+    path = _write(zarr, tmp_path / "d.zarr", _data(), (2, 7, 8, 9))
+    ds = ZarrAdapter.open(path)
+    assert len(cloudpickle.dumps(ds.reader)) < 5_000
+    again = pickle.loads(cloudpickle.dumps(ds.reader))
+    np.testing.assert_array_equal(again(0, 42, None), _data().reshape(42, 8, 9))
