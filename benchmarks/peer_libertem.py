@@ -387,7 +387,8 @@ def run_jobs(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[
     """Run every job on each of its executors; a record per job and executor.
 
     A job that raises gets a record with ``error`` (the exception) and no times;
-    the other jobs still run. One Context per executor serves all jobs.
+    the other jobs still run. One Context per executor serves all jobs, except the
+    dask executor's: its local cluster is started for each job and closed after it.
     """
     result_dir = Path(settings["result_dir"])
     result_dir.mkdir(parents=True, exist_ok=True)
@@ -415,6 +416,9 @@ def run_jobs(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[
                         error=f"{type(exc).__name__}: {exc}",
                     )
                 records.append(record)
+                if executor == "dask" and executor in contexts:
+                    # its idle cluster must not share the cores with the next series
+                    contexts.pop(executor).close()
     finally:
         for ctx in contexts.values():
             ctx.close()

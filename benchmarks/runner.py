@@ -90,14 +90,41 @@ def check(got: Any, expected: Any, *, what: str, rtol: float = 1e-5) -> None:
         )
 
 
-def _time(fn: Callable[[], Any], repeat: int) -> list[float]:
+def _time(
+    fn: Callable[[], Any], repeat: int, settle: Callable[[], None] | None = None
+) -> list[float]:
+    """Times of ``repeat`` calls of ``fn``; ``settle()`` runs, untimed, after each."""
     gc.collect()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        if settle is not None:
+            settle()
     return times
+
+
+#: executors that run in processes of their own: closed after each workload, so that
+#: their idle processes never share the cores with other series
+_PROCESS_EXECUTORS = ("dask", "processes")
+
+
+def _scheduler_forgets(ctx: Context, timeout: float = 30.0) -> None:
+    """Wait until a dask.distributed scheduler holds no task of the last run.
+
+    The client releases a run's keys after gathering its result, but the scheduler
+    forgets them a moment later: a repetition submitted at once would get the
+    previous one's results (same keys) instead of computing them.
+    """
+    client = getattr(ctx.executor, "client", None)
+    if client is None:
+        return
+    deadline = time.monotonic() + timeout
+    while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the dask scheduler still holds tasks after {timeout} s")
+        time.sleep(0.01)
 
 
 def roofline_times(data: np.ndarray, threads: int, repeat: int) -> list[float]:
@@ -319,9 +346,14 @@ class _Run:
             dataset = source.open_dataflow(ctx, path, data, w.sig_dims)
             run = functools.partial(w.run_dataflow, ctx, dataset)
             check(run(), expected, what=f"{w.name} on executor {name!r}", rtol=w.rtol)
-            times = _time(run, repeat)
+            settle = functools.partial(_scheduler_forgets, ctx)
+            settle()
+            times = _time(run, repeat, settle)
             log(f"{w.name}: dataflow on {name!r}, median {statistics.median(times):.4g} s")
             dataflow_runs.append((name, dataset.get_num_partitions(), times))
+            if name in _PROCESS_EXECUTORS:
+                del dataset
+                self.contexts.pop(name).close()
 
         # plain dask.array on the threaded scheduler
         if w.run_dask is not None:
