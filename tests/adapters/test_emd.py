@@ -6,7 +6,7 @@ the format description with h5py (axes in order, ``dim0`` first).
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
@@ -20,16 +20,8 @@ from dataflow.testing import AdapterTests, FrameCopyUDF, reference_data
 NAME, TARGET = "emd", "dataflow.adapters.emd:EMDAdapter"
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch):
-    """Until pyproject.toml lists the entry point, let ctx.load find the adapter by name."""
-    if NAME not in registry.list_adapters():
-        ep = EntryPoint(name=NAME, value=TARGET, group=registry.GROUP)
-        monkeypatch.setitem(registry._entry_points(), NAME, ep)
-
-
 def test_entry_point_is_installed():
-    """Passes once pyproject.toml registers the adapter (the lead's part)."""
+    """pyproject.toml registers the adapter under its name."""
     found = {ep.name: ep.value for ep in entry_points(group=registry.GROUP)}
     assert found.get(NAME) == TARGET
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from typing import ClassVar
 
 import numpy as np
@@ -18,16 +18,8 @@ from dataflow.testing import AdapterTests, FrameCopyUDF, reference_data
 NAME, TARGET = "tvips", "dataflow.adapters.tvips:TVIPSAdapter"
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch):
-    """Until pyproject.toml lists the entry point, let ctx.load find the adapter by name."""
-    if NAME not in registry.list_adapters():
-        ep = EntryPoint(name=NAME, value=TARGET, group=registry.GROUP)
-        monkeypatch.setitem(registry._entry_points(), NAME, ep)
-
-
 def test_entry_point_is_installed():
-    """Passes once pyproject.toml registers the adapter (the lead's part)."""
+    """pyproject.toml registers the adapter under its name."""
     found = {ep.name: ep.value for ep in entry_points(group=registry.GROUP)}
     assert found.get(NAME) == TARGET
 
