@@ -166,6 +166,10 @@ class LocalSchedulerExecutor(JobExecutor):
     def _get_function(self) -> Callable[..., Any]:
         raise NotImplementedError
 
+    def _pool_kwargs(self) -> dict[str, Any]:
+        """Keywords that size the scheduler's pool to ``n_workers`` (for ``stream``)."""
+        return {}
+
     def get(self, dsk: Mapping, key: Any) -> Any:
         return self._get_function()(dsk, key)
 
@@ -184,6 +188,10 @@ class LocalSchedulerExecutor(JobExecutor):
         finished partitions wait for the consumer: ``run_udf_iter`` on the synchronous
         scheduler then processes one partition per step, as LiberTEM's inline executor
         does, so parameter updates between steps take effect at the next partition.
+
+        The scheduler's pool must have at most ``n_workers`` workers: dask prepares a
+        batch of tasks (one per free worker) before it submits any, so a batch larger
+        than the window would wait in ``_pretask`` for a result it has not yet started.
         """
         events: queue.SimpleQueue = queue.SimpleQueue()
         cancel = threading.Event()
@@ -197,7 +205,9 @@ class LocalSchedulerExecutor(JobExecutor):
                 # chunksize=1: the scheduler prepares one task per free worker at a time,
                 # so waiting for the window in _pretask never holds back finished results
                 # (the multiprocessing scheduler batches 6 tasks per worker by default)
-                value = get(dsk, final_key, callbacks=[feed._callback], chunksize=1)
+                value = get(
+                    dsk, final_key, callbacks=[feed._callback], chunksize=1, **self._pool_kwargs()
+                )
                 events.put(("final", value))
             except BaseException as e:  # noqa: BLE001 (handed to the consumer, raised there)
                 events.put(("error", e))

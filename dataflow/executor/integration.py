@@ -64,6 +64,14 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
             return value.get
         return value
 
+    def _pool_kwargs(self) -> dict[str, Any]:
+        kind, value = self._current()
+        if kind == "local" and value is not dask.local.get_sync:
+            # off the main thread, dask.threaded.get would otherwise make a pool of
+            # Python's default size (cores + 4), larger than the run's window
+            return {"num_workers": self.n_workers}
+        return {}
+
     def get_small(self, dsk: Mapping, key: Any) -> Any:
         kind, value = self._current()
         if kind == "local" and value is dask.threaded.get:
@@ -108,6 +116,9 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
             return max(1, sum(value.nthreads().values()))
         if value is dask.local.get_sync:
             return 1
+        pool = dask.config.get("pool", None)  # a pool set in dask's config is used as it is
+        if pool is not None:
+            return int(getattr(pool, "_max_workers", None) or getattr(pool, "_processes", 1))
         return int(dask.config.get("num_workers", None) or cpu_count())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import dask
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from dataflow.api import Context
 from dataflow.errors import ExecutorSpecException
 from dataflow.executor.concurrent import ConcurrentJobExecutor
 from dataflow.executor.inline import InlineJobExecutor
+from dataflow.executor.integration import DaskIntegrationExecutor
 from dataflow.udf import UDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
@@ -144,3 +146,53 @@ def test_partition_count_follows_the_workers():
     with Context.make_with("threads", cpus=4) as c:
         ds = c.load("memory", data=np.zeros((8, 8, 2, 2)))
         assert ds.get_num_partitions() == 4
+
+
+def _iterate_with_deadline(ctx, dataset, roi, seconds=60):
+    """Partial results of run_udf_iter, or a failure if the run hangs."""
+    import threading
+
+    out = {}
+
+    def consume():
+        try:
+            out["steps"] = list(ctx.run_udf_iter(dataset=dataset, udf=SumSigUDF(), roi=roi))
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            out["error"] = e
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "run_udf_iter hung"
+    if "error" in out:
+        raise out["error"]
+    return out["steps"]
+
+
+@pytest.mark.parametrize("configured", [None, "threads", "pool"])
+def test_run_udf_iter_on_dask_schedulers_never_waits_on_itself(data, roi, configured):
+    """The lockstep window and the scheduler's pool have the same size.
+
+    dask.threaded.get, called off the main thread without num_workers, made a pool
+    of Python's default size (cores + 4); its batches of ready partition tasks then
+    waited for a window that only their own results could open.
+    """
+    import concurrent.futures
+
+    settings = {
+        None: {},
+        "threads": {"scheduler": "threads", "num_workers": 3},
+        "pool": {"scheduler": "threads", "pool": concurrent.futures.ThreadPoolExecutor(5)},
+    }[configured]
+    with dask.config.set(settings):
+        ctx = Context(executor=DaskIntegrationExecutor())
+        ds = ctx.load("memory", data=data, num_partitions=7)
+        for use_roi in (None, roi):
+            steps = _iterate_with_deadline(ctx, ds, use_roi)
+            expected = data.sum(axis=(2, 3))
+            final = steps[-1].buffers[0]["intensity"]
+            if use_roi is None:
+                np.testing.assert_allclose(final.data, expected, rtol=1e-5)
+            else:
+                np.testing.assert_allclose(final.raw_data, expected[use_roi], rtol=1e-5)
+            assert len(steps) == 7 if use_roi is None else len(steps) <= 7
