@@ -28,7 +28,7 @@ from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.shape import Shape
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 __all__ = [
     "DEFAULT_PARTITION_BYTES",
@@ -307,9 +307,10 @@ class DataSet:
         """Number of partitions."""
         return len(self.partitions)
 
-    def get_partitions(self) -> tuple[Partition, ...]:
-        """The partitions, in flattened navigation order."""
-        return self.partitions
+    def get_partitions(self) -> Iterator[Partition]:
+        """The partitions, in flattened navigation order, as an iterator (as LiberTEM
+        gives them; ``partitions`` is the tuple)."""
+        return iter(self.partitions)
 
     def __dask_tokenize__(self) -> Any:
         return ("dataflow.DataSet", self._token)

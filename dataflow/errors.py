@@ -16,6 +16,7 @@ __all__ = [
     "ResultNotFoundError",
     "RoiError",
     "UDFException",
+    "UDFMethodError",
     "UDFRunCancelled",
     "UseDiscouragedWarning",
 ]
@@ -31,6 +32,10 @@ class UDFException(DataflowError):
     Raised for missing ``process_*`` methods, invalid buffer declarations, and
     results that do not match their declarations (LiberTEM: ``UDFException``).
     """
+
+
+class UDFMethodError(UDFException, TypeError):
+    """A UDF implements none of the process methods (LiberTEM raises TypeError here)."""
 
 
 class UDFRunCancelled(DataflowError):

@@ -163,3 +163,14 @@ class Slice:
         """The signal part of this slice."""
         nav = len(self.shape) - self.shape.sig_dims
         return Slice(self.origin[nav:], self.shape.sig)
+
+    @property
+    def sig(self) -> Slice:
+        """The signal part of this slice (LiberTEM's ``Slice.sig``)."""
+        return self.discard_nav()
+
+    @property
+    def nav(self) -> Slice:
+        """The navigation part of this slice (LiberTEM's ``Slice.nav``)."""
+        nav = len(self.shape) - self.shape.sig_dims
+        return Slice(self.origin[:nav], self.shape.nav)

@@ -21,7 +21,7 @@ from dataflow.buffers import (
     UDFData,
     check_cast,
 )
-from dataflow.errors import UDFException
+from dataflow.errors import UDFException, UDFMethodError
 from dataflow.results import UDFResultDict, UDFResults
 from dataflow.shape import Shape, Slice
 
@@ -248,7 +248,8 @@ class UDFMeta:
         self.device_class = "cpu"
         self.array_backend = "numpy"
         self.corrections = None
-        self.tiling_scheme = None
+        #: index of the current tile's signal slice in ``tiling_scheme``: tiles span
+        #: whole frames, so the scheme has one entry
         self.tiling_scheme_idx = 0
 
     @property
@@ -282,6 +283,14 @@ class UDFMeta:
             origin=(self._offset + cursor.start, *(0,) * len(sig)),
             shape=Shape((cursor.stop - cursor.start, *sig), sig_dims=len(sig)),
         )
+
+    @property
+    def tiling_scheme(self) -> tuple[Slice, ...]:
+        """The signal slices tiles are cut into: the whole frame only, in dataflow.
+
+        ``meta.tiling_scheme[meta.tiling_scheme_idx] == meta.sig_slice``, as in LiberTEM.
+        """
+        return (self.sig_slice,)
 
     @property
     def sig_slice(self) -> Slice:
@@ -439,7 +448,7 @@ class UDF:
             return UDFMethod.FRAME
         if _implements(self, "process_partition"):
             return UDFMethod.PARTITION
-        raise UDFException(
+        raise UDFMethodError(
             f"{type(self).__name__} implements none of process_tile, process_frame and "
             "process_partition; implement one of them"
         )

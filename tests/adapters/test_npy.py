@@ -65,7 +65,8 @@ def test_partitions(ctx, npy_file, num_partitions):
     path, data = npy_file
     ds = ctx.load("npy", path=path, num_partitions=num_partitions)
     assert ds.get_num_partitions() == num_partitions
-    parts = ds.get_partitions()
+    parts = ds.partitions
+    assert list(ds.get_partitions()) == list(parts)
     assert parts[0].start == 0
     assert parts[-1].stop == 42
     assert all(a.stop == b.start for a, b in itertools.pairwise(parts))

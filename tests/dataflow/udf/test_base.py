@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from dataflow.api import Context
 from dataflow.errors import UDFException
 from dataflow.udf import UDF, UDFMeta
 
@@ -681,3 +682,40 @@ def test_get_results_custom_and_checked(ctx):
 
     with pytest.raises(UDFException, match="result_only"):
         ctx.run_udf(dataset=ds, udf=Forgets())
+
+
+def test_meta_slices_as_liberTEM_relates_them():
+    """meta.slice.sig is meta.sig_slice, the only entry of meta.tiling_scheme."""
+    seen = []
+
+    class Check(UDF):
+        def get_result_buffers(self):
+            return {"n": self.buffer(kind="nav")}
+
+        def process_tile(self, tile):
+            meta = self.meta
+            assert tile.shape[1:] == tuple(meta.sig_slice.shape)
+            assert meta.slice.sig == meta.sig_slice
+            assert meta.tiling_scheme[meta.tiling_scheme_idx] == meta.sig_slice
+            assert meta.slice.nav.shape.sig_dims == 0
+            seen.append((meta.slice.nav.origin, tuple(meta.slice.nav.shape)))
+            self.results.n[:] = 1
+
+    data = np.zeros((3, 4, 5, 6), dtype="float32")
+    with Context.make_with("inline") as ctx:
+        ds = ctx.load("memory", data=data, num_partitions=2)
+        ctx.run_udf(dataset=ds, udf=Check())
+        parts = list(ds.get_partitions())
+        assert len(parts) == 2
+        assert sorted(seen) == [((p.start,), (p.stop - p.start,)) for p in parts]
+
+
+def test_a_udf_without_process_method_is_a_type_error():
+    class Nothing(UDF):
+        def get_result_buffers(self):
+            return {}
+
+    with pytest.raises(TypeError, match="implements none of process_tile"):
+        Nothing().get_method()
+    with pytest.raises(UDFException, match="implements none of process_tile"):
+        Nothing().get_method()
