@@ -301,6 +301,9 @@ class UDFData:
         # only reached for names that are not set: report what exists
         if name.startswith("__"):
             raise AttributeError(name)
+        decls = self.__dict__["_df_decls"]
+        if decls is not None and name in decls and decls[name].use == "result_only":
+            return None  # allocated only for get_results, as in LiberTEM
         raise AttributeError(
             f"no buffer or value named {name!r}; available: {sorted(self.__dict__['_df_arrays'])}"
         )

@@ -18,6 +18,7 @@ __all__ = [
     "UDFException",
     "UDFMethodError",
     "UDFRunCancelled",
+    "UndeclaredBufferError",
     "UseDiscouragedWarning",
 ]
 
@@ -36,6 +37,13 @@ class UDFException(DataflowError):
 
 class UDFMethodError(UDFException, TypeError):
     """A UDF implements none of the process methods (LiberTEM raises TypeError here)."""
+
+
+class UndeclaredBufferError(UDFException, KeyError):
+    """``get_results`` returned a name that is not a declared buffer (LiberTEM: KeyError)."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0])
 
 
 class UDFRunCancelled(DataflowError):

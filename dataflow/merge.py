@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dataflow.buffers import ArrayWithMask, BufferWrapper, UDFData, allocate
-from dataflow.errors import UDFException
+from dataflow.errors import UDFException, UndeclaredBufferError
 from dataflow.shape import Shape, Slice
 
 if TYPE_CHECKING:
@@ -336,7 +336,7 @@ def collect_results(
     for name, value in returned.items():
         decl = uplan.buffers.get(name)
         if decl is None:
-            raise UDFException(
+            raise UndeclaredBufferError(
                 f"{uplan.name}.get_results() returned {name!r}, which is not a declared buffer; "
                 f"declared: {sorted(uplan.buffers)}"
             )

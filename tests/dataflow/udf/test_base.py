@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from dataflow.api import Context
+from dataflow.buffers import UDFData
 from dataflow.errors import UDFException
 from dataflow.udf import UDF, UDFMeta
 
@@ -719,3 +720,57 @@ def test_a_udf_without_process_method_is_a_type_error():
         Nothing().get_method()
     with pytest.raises(UDFException, match="implements none of process_tile"):
         Nothing().get_method()
+
+
+def test_result_only_buffers_are_none_until_get_results():
+    """LiberTEM allocates result_only buffers for get_results alone: None elsewhere."""
+    seen = set()
+
+    class Doubled(UDF):
+        def get_result_buffers(self):
+            return {
+                "d": self.buffer(kind="nav", dtype="float32"),
+                "s": self.buffer(kind="sig", dtype="float32"),
+                "r": self.buffer(kind="nav", dtype="float32", use="result_only"),
+            }
+
+        def process_frame(self, frame):
+            seen.add(("process_frame", self.results.r))
+            self.results.d[:] = frame.sum()
+            self.results.s[:] += frame
+
+        def merge(self, dest, src):
+            seen.add(("merge", dest.r, src.r))
+            dest.d[:] = src.d
+            dest.s[:] += src.s
+
+        def get_results(self):
+            return {"r": self.results.d * 2, "d": self.results.d, "s": self.results.s}
+
+    data = np.arange(2 * 3 * 4 * 5, dtype="float32").reshape(2, 3, 4, 5)
+    with Context.make_with("inline") as ctx:
+        ds = ctx.load("memory", data=data, num_partitions=2)
+        res = ctx.run_udf(dataset=ds, udf=Doubled())
+    assert seen == {("process_frame", None), ("merge", None, None)}
+    np.testing.assert_allclose(res["r"].data, 2 * data.sum(axis=(2, 3)))
+    with pytest.raises(AttributeError, match="no buffer or value named 'nope'"):
+        UDFData({}, {}).nope
+
+
+def test_get_results_with_an_undeclared_name_is_a_key_error():
+    class Extra(UDF):
+        def get_result_buffers(self):
+            return {"d": self.buffer(kind="nav", dtype="float32")}
+
+        def process_frame(self, frame):
+            self.results.d[:] = frame.sum()
+
+        def get_results(self):
+            return {"d": self.results.d, "extra": self.results.d}
+
+    data = np.ones((2, 3, 4, 5), dtype="float32")
+    with Context.make_with("inline") as ctx:
+        ds = ctx.load("memory", data=data)
+        for error in (KeyError, UDFException):
+            with pytest.raises(error, match=r"returned 'extra', which is not a declared buffer"):
+                ctx.run_udf(dataset=ds, udf=Extra())
