@@ -85,6 +85,8 @@ class MemoryDataSet(DataSet):
             tiledelay=tiledelay,
         )
         self.__dict__.update(opened.__dict__)
+        #: the array as given (LiberTEM's ``MemoryDataSet.data``), not copied
+        self.data = data
 
 
 def _n_frames(data: Any, sig_dims: int | None, sig_shape: Any) -> int:

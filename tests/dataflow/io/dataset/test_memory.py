@@ -25,6 +25,13 @@ def test_memory_dataset_like_libertem_tests(ctx):
     res = ctx.run_udf(dataset=ds, udf=[SumUDF(), TileSizes()])
     np.testing.assert_allclose(res[0]["intensity"].data, data.sum(axis=(0, 1)), rtol=1e-5)
     assert set(res[1]["n"].raw_data) == {4}  # tileshape forces 4 frames per tile
+    assert ds.data is data  # LiberTEM tests read the array back
+
+
+def test_memory_dataset_made_from_a_shape_exposes_its_random_data(ctx):
+    ds = MemoryDataSet(datashape=(4, 4, 2, 2), num_partitions=2)
+    res = ctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_allclose(res["intensity"].data, ds.data.sum(axis=(0, 1)), rtol=1e-5)
 
 
 def test_memory_dataset_defaults_and_random_data(ctx):
