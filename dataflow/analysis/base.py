@@ -32,6 +32,7 @@ __all__ = [
     "AnalysisResult",
     "AnalysisResultSet",
     "BaseAnalysis",
+    "intensity_results",
     "run_analysis",
 ]
 
@@ -311,6 +312,32 @@ def visualize(values: Any, damage: Any = True, **kwargs: Any) -> np.ndarray:
     from dataflow.viz.images import visualize_simple
 
     return visualize_simple(values, damage=_valid(values, damage), **kwargs)
+
+
+def intensity_results(
+    data: np.ndarray, desc: str, damage: Any = True, default_lin: bool = True
+) -> list[AnalysisResult]:
+    """A real 2D ``intensity`` as LiberTEM shows it: a linear and a log-scaled picture.
+
+    With ``default_lin`` the key ``intensity`` is the linear picture and
+    ``intensity_log`` the other (the mask analyses); otherwise ``intensity`` is the
+    log-scaled one and ``intensity_lin`` the linear one (sum and pick).
+    """
+    lin = AnalysisResult(
+        raw_data=data,
+        visualized=partial(visualize, data, damage=damage),
+        key="intensity" if default_lin else "intensity_lin",
+        title="intensity [lin]",
+        desc=f"{desc} lin-scaled",
+    )
+    log = AnalysisResult(
+        raw_data=data,
+        visualized=partial(visualize, data, damage=damage, logarithmic=True),
+        key="intensity_log" if default_lin else "intensity",
+        title="intensity [log]",
+        desc=f"{desc} log-scaled",
+    )
+    return [lin, log] if default_lin else [log, lin]
 
 
 def _valid(values: Any, damage: Any) -> np.ndarray:

@@ -11,7 +11,13 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dataflow.analysis.base import AnalysisResult, AnalysisResultSet, BaseAnalysis, visualize
+from dataflow.analysis.base import (
+    AnalysisResult,
+    AnalysisResultSet,
+    BaseAnalysis,
+    intensity_results,
+    visualize,
+)
 from dataflow.udf.masks import ApplyMasksUDF
 
 if TYPE_CHECKING:
@@ -100,24 +106,7 @@ class SingleMaskAnalysis(BaseMasksAnalysis):
                     data, key_prefix="intensity", title="intensity", desc=desc, damage=damage
                 )
             )
-        return SingleMaskResultSet(
-            [
-                AnalysisResult(
-                    raw_data=data,
-                    visualized=partial(visualize, data, damage=damage),
-                    key="intensity",
-                    title="intensity [lin]",
-                    desc=f"{desc} lin-scaled",
-                ),
-                AnalysisResult(
-                    raw_data=data,
-                    visualized=partial(visualize, data, damage=damage, logarithmic=True),
-                    key="intensity_log",
-                    title="intensity [log]",
-                    desc=f"{desc} log-scaled",
-                ),
-            ]
-        )
+        return SingleMaskResultSet(intensity_results(data, desc, damage=damage))
 
 
 class MasksAnalysis(BaseMasksAnalysis):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import numbers
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.analysis.base import AnalysisResult, AnalysisResultSet, BaseAnalysis, visualize
+from dataflow.analysis.base import (
+    AnalysisResultSet,
+    BaseAnalysis,
+    intensity_results,
+)
 from dataflow.udf.raw import PickUDF
 
 if TYPE_CHECKING:
@@ -121,21 +124,4 @@ class PickFrameAnalysis(BaseAnalysis):
                     default_lin=False,
                 )
             )
-        return PickResultSet(
-            [
-                AnalysisResult(
-                    raw_data=data,
-                    visualized=partial(visualize, data, logarithmic=True),
-                    key="intensity",
-                    title="intensity [log]",
-                    desc=f"the frame at {coords} log-scaled",
-                ),
-                AnalysisResult(
-                    raw_data=data,
-                    visualized=partial(visualize, data),
-                    key="intensity_lin",
-                    title="intensity [lin]",
-                    desc=f"the frame at {coords} lin-scaled",
-                ),
-            ]
-        )
+        return PickResultSet(intensity_results(data, f"the frame at {coords}", default_lin=False))

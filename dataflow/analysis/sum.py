@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import numpy as np
 
-from dataflow.analysis.base import AnalysisResult, AnalysisResultSet, BaseAnalysis, visualize
+from dataflow.analysis.base import (
+    AnalysisResultSet,
+    BaseAnalysis,
+    intensity_results,
+)
 from dataflow.udf.sum import SumUDF
 
 __all__ = ["SumAnalysis", "SumResultSet"]
@@ -56,21 +59,4 @@ class SumAnalysis(BaseAnalysis):
                     default_lin=False,
                 )
             )
-        return SumResultSet(
-            [
-                AnalysisResult(
-                    raw_data=data,
-                    visualized=partial(visualize, data, logarithmic=True),
-                    key="intensity",
-                    title="intensity [log]",
-                    desc="sum of frames log-scaled",
-                ),
-                AnalysisResult(
-                    raw_data=data,
-                    visualized=partial(visualize, data),
-                    key="intensity_lin",
-                    title="intensity [lin]",
-                    desc="sum of frames lin-scaled",
-                ),
-            ]
-        )
+        return SumResultSet(intensity_results(data, "sum of frames", default_lin=False))
