@@ -193,10 +193,18 @@ def _run(
             if uplan.has_preprocess:
                 stage = "preprocess"
                 udf.preprocess()
+        lo, hi = (0, task.n_frames) if task.data is None else task.data
         for runner in runners:
-            if runner.method is UDFMethod.PARTITION:
+            if runner.method is UDFMethod.PARTITION and hi > lo:
                 uplan, stage = runner.uplan, "process_partition"
-                runner.udf.process_partition(_whole(spec, block, sel, runner.dtype))
+                data = _whole(spec, block, sel, runner.dtype)
+                if task.data is not None:  # positions outside the source: not processed
+                    data = data[lo:hi]
+                    cursor.start, cursor.stop = lo, hi
+                    for ns, name, arr, _ in runner.nav:
+                        ns[name] = arr[lo:hi]
+                runner.udf.process_partition(data)
+                runner.set_whole()
         tiled = [r for r in runners if r.method is not UDFMethod.PARTITION]
         if tiled:
             _process_tiles(spec, block, sel, task, tiled, cursor)
@@ -249,7 +257,7 @@ def _process_tiles(
     runners: list[_Runner],
     cursor: _Cursor,
 ) -> None:
-    n = task.n_frames
+    lo, n = (0, task.n_frames) if task.data is None else task.data
     native = block.dtype
     corrections = spec.corrections
     copies = sel is not None or corrections is not None or any(r.dtype != native for r in runners)
@@ -263,7 +271,7 @@ def _process_tiles(
         return buf[:m]
 
     delay = spec.tile_delay
-    for a in range(0, n, depth):
+    for a in range(lo, n, depth):
         if delay:
             time.sleep(delay)
         b = min(n, a + depth)

@@ -83,6 +83,11 @@ class PartitionTask:
     #: index of the first selected frame among all selected frames
     offset: int
     n_frames: int
+    #: ``(start, stop)`` of the selected frames that hold data, when ``sync_offset``
+    #: puts some of the partition's positions outside the source; None: all of them.
+    #: The others are not processed (LiberTEM skips them too); their nav results
+    #: keep the buffers' initial values.
+    data: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,22 @@ def _strategy(udf: UDF, buffers: Mapping[str, BufferWrapper]) -> str:
     )
 
 
+def _with_data(dataset: DataSet, p: Partition, mask: np.ndarray | None) -> tuple[int, int] | None:
+    """The range of a task's frames that the source holds, or None if it holds all.
+
+    Positions that ``sync_offset`` moves before the first or past the last source
+    frame are at the ends of the dataset, so the rest form one range.
+    """
+    a, b, pre, post = dataset.layout.raw_window(p.start, p.stop)
+    if not pre and not post:
+        return None
+    lo, hi = (pre, p.n_frames - post) if a < b else (0, 0)
+    if mask is None:
+        return lo, hi
+    selected = np.flatnonzero(mask)
+    return int(np.searchsorted(selected, lo)), int(np.searchsorted(selected, hi))
+
+
 def make_plan(
     dataset: DataSet,
     udfs: Sequence[UDF],
@@ -309,7 +330,9 @@ def make_plan(
                 continue
             if count == p.n_frames:
                 mask = None
-        tasks.append(PartitionTask(len(tasks), p, mask, offset, count))
+        tasks.append(
+            PartitionTask(len(tasks), p, mask, offset, count, _with_data(dataset, p, mask))
+        )
         offset += count
     spec = RunSpec(
         udfs=plans,

@@ -69,8 +69,79 @@ def test_sync_offset_and_nav_shape(ctx, source, sync_offset, nav_shape, num_part
     roi.reshape(-1)[::3] = True
     res = ctx.run_udf(dataset=ds, udf=Coords(), roi=roi)
     sel = np.flatnonzero(roi)
-    np.testing.assert_array_equal(res["c"].raw_data, np.stack(np.unravel_index(sel, nav), 1))
+    # positions outside the source are not processed (as in LiberTEM): their results
+    # keep the buffers' zeros
+    held = (sel + sync_offset >= 0) & (sel + sync_offset < 20)
+    coords = np.stack(np.unravel_index(sel, nav), 1) * held[:, None]
+    np.testing.assert_array_equal(res["c"].raw_data, coords)
     np.testing.assert_array_equal(res["s"].raw_data, expected[sel].sum(axis=(1, 2)))
+
+
+class Counted(UDF):
+    """Counts and lists the frames each process method sees."""
+
+    def __init__(self, method="frame"):
+        super().__init__(method=method)
+
+    def get_result_buffers(self):
+        return {
+            "seen": self.buffer(kind="nav", dtype="int64"),
+            "n": self.buffer(kind="single", dtype="int64"),
+        }
+
+    def get_method(self):
+        return {"frame": "frame", "tile": "tile", "partition": "partition"}[self.params.method]
+
+    def process_frame(self, frame):
+        self.results.seen[:] = 1
+        self.results.n[:] += 1
+
+    def process_tile(self, tile):
+        self.results.seen[:] = 1
+        self.results.n[:] += len(tile)
+
+    def process_partition(self, partition):
+        assert len(partition) == len(self.results.seen) == len(self.meta.coordinates)
+        self.results.seen[:] = 1
+        self.results.n[:] += len(partition)
+
+    def merge(self, dest, src):
+        dest.seen[:] = src.seen
+        dest.n[:] += src.n
+
+
+@pytest.mark.parametrize("method", ["frame", "tile", "partition"])
+@pytest.mark.parametrize("sync_offset", [16, -16, 62, -62, 63])
+@pytest.mark.parametrize("use_roi", [False, True])
+def test_positions_outside_the_source_are_not_processed(ctx, method, sync_offset, use_roi):
+    """As LiberTEM: with sync_offset, only positions that hold a source frame are processed."""
+    data = np.arange(8 * 8 * 4 * 4, dtype="float32").reshape(8, 8, 4, 4) + 1
+    ds = ctx.load("memory", data=data, sync_offset=sync_offset, num_partitions=3)
+    held = np.zeros(64, bool)
+    held[max(0, -sync_offset) : 64 - max(0, sync_offset)] = True
+    roi = None
+    if use_roi:
+        roi = np.random.default_rng(abs(sync_offset)).random((8, 8)) < 0.5
+        roi.reshape(-1)[[0, 63]] = True
+    wanted = held if roi is None else held & roi.reshape(-1)
+    res = ctx.run_udf(dataset=ds, udf=Counted(method=method), roi=roi)
+    assert int(res["n"].data[0]) == wanted.sum()
+    seen = res["seen"].data.reshape(-1)
+    np.testing.assert_array_equal(seen[wanted], 1)
+    outside = ~held if roi is None else ~held & roi.reshape(-1)
+    np.testing.assert_array_equal(seen[outside], 0)  # unprocessed, still the buffer's zero
+
+
+def test_stddev_with_sync_offset_counts_source_frames_only(ctx):
+    from dataflow.udf.stddev import StdDevUDF
+
+    data = np.arange(8 * 8 * 4 * 4, dtype="float32").reshape(8, 8, 4, 4) + 1
+    ds = ctx.load("memory", data=data, sync_offset=16, num_partitions=2)
+    res = ctx.run_udf(dataset=ds, udf=StdDevUDF())
+    frames = data.reshape(64, 4, 4)[16:].astype("float64")
+    assert int(res["num_frames"].data[0]) == 48
+    np.testing.assert_allclose(res["mean"].data, frames.mean(axis=0))
+    np.testing.assert_allclose(res["std"].data, frames.std(axis=0))
 
 
 def test_sig_shape_reshapes_frames(ctx):
