@@ -245,6 +245,12 @@ class BinaryFrameReader:
         the page cache then serves the frames at memory speed.
         """
         frame_bytes = math.prod(self.stored_sig_shape) * self.dtype.itemsize
+        size = os.path.getsize(self.path)
+        if self.offset + b * frame_bytes > size:  # np.memmap would fail less clearly
+            raise OSError(
+                f"{self.path!r} has {size} bytes; stored frames {a}:{b} end at byte "
+                f"{self.offset + b * frame_bytes}. Was the file truncated after it was opened?"
+            )
         mapped = np.memmap(
             self.path,
             dtype=self.dtype,
@@ -252,8 +258,6 @@ class BinaryFrameReader:
             offset=self.offset + a * frame_bytes,
             shape=(b - a, *self.stored_sig_shape),
         )
-        if mapped.shape[0] and self.offset + b * frame_bytes > os.path.getsize(self.path):
-            raise OSError(f"{self.path!r} is shorter than its frames {a}:{b} need")
         return np.asarray(mapped)
 
     def _load_pickled(self) -> np.ndarray:

@@ -39,11 +39,15 @@ class UDFMethodError(UDFException, TypeError):
     """A UDF implements none of the process methods (LiberTEM raises TypeError here)."""
 
 
-class UndeclaredBufferError(UDFException, KeyError):
-    """``get_results`` returned a name that is not a declared buffer (LiberTEM: KeyError)."""
+class _PlainKeyError(KeyError):
+    """A KeyError whose message prints as written (KeyError's own quotes it)."""
 
-    def __str__(self) -> str:  # KeyError would show the message quoted
+    def __str__(self) -> str:
         return str(self.args[0])
+
+
+class UndeclaredBufferError(UDFException, _PlainKeyError):
+    """``get_results`` returned a name that is not a declared buffer (LiberTEM: KeyError)."""
 
 
 class UDFRunCancelled(DataflowError):
@@ -70,11 +74,8 @@ class AdapterNotFoundError(DataflowError, ValueError):
     """No adapter is registered under the requested file type."""
 
 
-class ResultNotFoundError(DataflowError, AttributeError, KeyError):
+class ResultNotFoundError(DataflowError, AttributeError, _PlainKeyError):
     """No result with the requested key; catch it as AttributeError or KeyError."""
-
-    def __str__(self) -> str:  # KeyError would show the message quoted
-        return str(self.args[0])
 
 
 class DataflowWarning(UserWarning):

@@ -193,7 +193,7 @@ def _run(
             if uplan.has_preprocess:
                 stage = "preprocess"
                 udf.preprocess()
-        lo, hi = (0, task.n_frames) if task.data is None else task.data
+        lo, hi = task.processed
         for runner in runners:
             if runner.method is UDFMethod.PARTITION and hi > lo:
                 uplan, stage = runner.uplan, "process_partition"
@@ -257,7 +257,7 @@ def _process_tiles(
     runners: list[_Runner],
     cursor: _Cursor,
 ) -> None:
-    lo, n = (0, task.n_frames) if task.data is None else task.data
+    lo, n = task.processed
     native = block.dtype
     corrections = spec.corrections
     copies = sel is not None or corrections is not None or any(r.dtype != native for r in runners)

@@ -89,6 +89,11 @@ class PartitionTask:
     #: keep the buffers' initial values.
     data: tuple[int, int] | None = None
 
+    @property
+    def processed(self) -> tuple[int, int]:
+        """``(start, stop)`` of the selected frames the UDFs process."""
+        return (0, self.n_frames) if self.data is None else self.data
+
 
 @dataclass(frozen=True)
 class RunSpec:
