@@ -10,6 +10,7 @@ buffer views for a tile are prepared before its frames are processed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -260,52 +261,126 @@ def _process_tiles(
     lo, n = task.processed
     native = block.dtype
     corrections = spec.corrections
-    copies = sel is not None or corrections is not None or any(r.dtype != native for r in runners)
-    depth = _tile_depth(spec, runners, copies)
+    converts = corrections is not None or any(r.dtype != native for r in runners)
+    # With a ROI and nothing else to copy for, tiles are views of runs of consecutive
+    # selected frames: no gather, each selected frame is read once, by the UDF.
+    # Small frames are still gathered, where a call per isolated frame would cost more
+    # than the copy.
+    views = sel is not None and not converts and _views_pay(spec, runners)
+    depth = _tile_depth(spec, runners, copies=converts or (sel is not None and not views))
     scratch: dict[Any, np.ndarray] = {}
 
-    def buffer(key: Any, dtype: np.dtype, m: int) -> np.ndarray:
-        buf = scratch.get(key)
+    def buffer(dtype: np.dtype, m: int) -> np.ndarray:
+        buf = scratch.get(dtype)
         if buf is None:
-            buf = scratch[key] = np.empty((depth, *block.shape[1:]), dtype=dtype)
+            buf = scratch[dtype] = np.empty((depth, *block.shape[1:]), dtype=dtype)
         return buf[:m]
 
     delay = spec.tile_delay
-    for a in range(lo, n, depth):
+    for a, b, row in _tiles(lo, n, depth, sel, views):
         if delay:
             time.sleep(delay)
-        b = min(n, a + depth)
         m = b - a
-        if sel is None:
-            tile = block[a:b]
-        else:
-            first, last = int(sel[a]), int(sel[b - 1])
-            if last - first == m - 1:
-                tile = block[first : last + 1]
-            else:
-                out = buffer("gather", native, m)
-                tile = np.take(block, sel[a:b], axis=0, out=out, mode="clip")
-        # corrected tiles are always copies; plain ones only where the dtype differs
-        converted = {} if corrections is not None else {native: tile}
+        tile = None if row is None else block[row : row + m]
+        if tile is not None and not converts:  # every UDF gets a view of the block
+            for r in runners:
+                _process(r, tile, a, b, cursor, task)
+            continue
+        # copies: converted to each dtype the UDFs want, and corrected; where a ROI
+        # leaves gaps, gathered straight into those copies
+        runs = None if tile is not None else _runs(sel[a:b])
+        converted: dict[np.dtype, np.ndarray] = {}
         for r in runners:
             data = converted.get(r.dtype)
             if data is None:
-                data = buffer(r.dtype, r.dtype, m)
-                np.copyto(data, tile, casting="unsafe")
+                data = buffer(r.dtype, m)
+                if runs is None:
+                    np.copyto(data, tile, casting="unsafe")
+                else:
+                    _gather(block, runs, data)
                 if corrections is not None:
                     corrections.apply(data)
                 converted[r.dtype] = data
-            try:
-                if r.method is UDFMethod.TILE:
-                    cursor.start, cursor.stop = a, b
-                    for ns, name, arr, _ in r.nav:
-                        ns[name] = arr[a:b]
-                    r.udf.process_tile(data)
-                else:
-                    _frames(r, data, a, cursor)
-            except Exception as e:
-                _annotate(e, f"{r.uplan.name}.process_{r.method.value}", task)
-                raise
+            _process(r, data, a, b, cursor, task)
+
+
+def _process(
+    r: _Runner, data: np.ndarray, a: int, b: int, cursor: _Cursor, task: PartitionTask
+) -> None:
+    """Hand the frames ``[a, b)`` (processed-frame numbers) to one UDF."""
+    try:
+        if r.method is UDFMethod.TILE:
+            cursor.start, cursor.stop = a, b
+            for ns, name, arr, _ in r.nav:
+                ns[name] = arr[a:b]
+            r.udf.process_tile(data)
+        else:
+            _frames(r, data, a, cursor)
+    except Exception as e:
+        _annotate(e, f"{r.uplan.name}.process_{r.method.value}", task)
+        raise
+
+
+#: With a ROI, frames of at least this size are handed to tile-wise UDFs as views of
+#: runs of consecutive frames instead of being gathered into a scratch tile.
+VIEW_FRAME_BYTES = 64 * 2**10
+
+
+def _views_pay(spec: RunSpec, runners: list[_Runner]) -> bool:
+    if all(r.method is UDFMethod.FRAME for r in runners):
+        return True  # frames are views one by one anyway
+    return math.prod(spec.sig_shape) * spec.dataset_dtype.itemsize >= VIEW_FRAME_BYTES
+
+
+def _tiles(
+    lo: int, n: int, depth: int, sel: np.ndarray | None, views: bool
+) -> list[tuple[int, int, int | None]]:
+    """Tiles as ``(a, b, row)``: processed frames ``[a, b)``, at most ``depth`` of them.
+
+    ``row`` is the block row of frame ``a`` where the tile's frames are consecutive rows
+    of the block (a view), None where a ROI leaves gaps (a gather). ``sel`` holds the
+    block rows of the selected frames; with ``views``, tiles end at every gap.
+    """
+    if sel is None:
+        return [(a, min(n, a + depth), a) for a in range(lo, n, depth)]
+    if views:
+        gaps = np.flatnonzero(np.diff(sel[lo:n]) != 1) + (lo + 1)
+        bounds = [lo, *gaps.tolist(), n]
+        rows = sel.tolist()
+        return [
+            (a, min(stop, a + depth), rows[a])
+            for start, stop in itertools.pairwise(bounds)
+            for a in range(start, stop, depth)
+        ]
+    starts = np.arange(lo, n, depth)
+    stops = np.minimum(starts + depth, n)
+    contiguous = sel[stops - 1] - sel[starts] == stops - 1 - starts
+    return [
+        (a, b, row if ok else None)
+        for a, b, row, ok in zip(
+            starts.tolist(), stops.tolist(), sel[starts].tolist(), contiguous.tolist(), strict=True
+        )
+    ]
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """``rows`` (increasing) as ``(first row, count)`` runs of consecutive rows."""
+    if len(rows) == 0 or rows[-1] - rows[0] == len(rows) - 1:
+        return [(int(rows[0]), len(rows))] if len(rows) else []
+    starts = np.flatnonzero(np.diff(rows) != 1) + 1
+    bounds = [0, *starts.tolist(), len(rows)]
+    return [(int(rows[i]), j - i) for i, j in itertools.pairwise(bounds)]
+
+
+def _gather(block: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:
+    """Copy (and convert) runs of rows of ``block`` into ``out``, one slice per run.
+
+    A slice copy per run is about twice as fast as ``np.take`` on large frames.
+    """
+    j = 0
+    for first, count in runs:
+        np.copyto(out[j : j + count], block[first : first + count], casting="unsafe")
+        j += count
 
 
 def _frames(r: _Runner, tile: np.ndarray, a: int, cursor: _Cursor) -> None:

@@ -37,13 +37,19 @@ class SumUDF(UDF):
         return {"intensity": self.buffer(kind="sig", dtype=self.meta.input_dtype)}
 
     def process_tile(self, tile: np.ndarray) -> None:
+        intensity = self.results.intensity
+        if len(tile) <= 8 and intensity.dtype == tile.dtype:
+            # a few frames (runs of a ROI): added in place, no temporary, no BLAS call
+            for frame in tile:
+                np.add(intensity, frame, out=intensity)
+            return
         flat = tile.reshape(len(tile), -1)
         if flat.dtype.kind in "fc" and flat.flags.c_contiguous and len(flat) > 1:
             # a vector-matrix product with ones: BLAS streams the frames once
             sums = np.ones(len(flat), dtype=flat.dtype) @ flat
         else:
             sums = np.add.reduce(flat, axis=0)
-        self.results.intensity[:] += sums.reshape(self.results.intensity.shape)
+        intensity += sums.reshape(intensity.shape)
 
     def merge(self, dest: Any, src: Any) -> None:
         dest.intensity[:] += src.intensity
