@@ -17,8 +17,10 @@ class SumUDF(UDF):
     Parameters
     ----------
     dtype
-        Preferred input dtype; the sum is accumulated in
-        ``np.result_type(native dtype, dtype)``.
+        The sum is accumulated in ``np.result_type(native dtype, dtype)``, the input
+        dtype LiberTEM gives this UDF. Tiles arrive in the native dtype and are
+        converted inside the reduction (no converted copy of each tile); a subclass
+        that overrides ``process_tile`` gets tiles of that dtype instead.
 
     Examples
     --------
@@ -31,20 +33,30 @@ class SumUDF(UDF):
         super().__init__(dtype=dtype)
 
     def get_preferred_input_dtype(self) -> Any:
-        return self.params.dtype
+        if type(self).process_tile is SumUDF.process_tile:
+            # the tiles are summed in the wider dtype straight from the data (the
+            # conversion fused into the reduction), with no converted copy of each tile
+            return self.USE_NATIVE_DTYPE
+        return self.params.dtype  # a subclass's process_tile may expect the dtype
 
     def get_result_buffers(self) -> dict[str, Any]:
-        return {"intensity": self.buffer(kind="sig", dtype=self.meta.input_dtype)}
+        # np.result_type(native, dtype): the input dtype LiberTEM gives SumUDF
+        dtype = np.result_type(self.meta.input_dtype, self.params.dtype)
+        return {"intensity": self.buffer(kind="sig", dtype=dtype)}
 
     def process_tile(self, tile: np.ndarray) -> None:
         intensity = self.results.intensity
-        if len(tile) <= 8 and intensity.dtype == tile.dtype:
+        if tile.dtype != intensity.dtype:  # e.g. uint16 data, float32 sums
+            sums = np.add.reduce(tile.reshape(len(tile), -1), axis=0, dtype=intensity.dtype)
+            intensity += sums.reshape(intensity.shape)
+            return
+        if len(tile) <= 8:
             # a few frames (runs of a ROI): added in place, no temporary, no BLAS call
             for frame in tile:
                 np.add(intensity, frame, out=intensity)
             return
         flat = tile.reshape(len(tile), -1)
-        if flat.dtype.kind in "fc" and flat.flags.c_contiguous and len(flat) > 1:
+        if flat.dtype.kind in "fc" and flat.flags.c_contiguous:
             # a vector-matrix product with ones: BLAS streams the frames once
             sums = np.ones(len(flat), dtype=flat.dtype) @ flat
         else:

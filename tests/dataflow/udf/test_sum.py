@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dataflow.udf.base import UDF
 from dataflow.udf.sum import SumUDF
 
 DTYPES = ["uint8", "uint16", "int32", "float32", "float64", "complex64"]
@@ -43,3 +44,73 @@ def test_sum_dtype_parameter(ctx):
     res = ctx.run_udf(dataset=ds, udf=SumUDF(dtype="int64"))["intensity"]
     assert res.dtype == np.int64
     np.testing.assert_array_equal(res.data, np.full((3, 3), 16 * 2**20))
+
+
+class TileDtype(UDF):
+    """Records the dtype of the tiles it is given; asks for the native dtype."""
+
+    def get_preferred_input_dtype(self):
+        return self.USE_NATIVE_DTYPE
+
+    def get_result_buffers(self):
+        return {"kinds": self.buffer(kind="nav", dtype="U8")}
+
+    def process_tile(self, tile):
+        self.results.kinds[:] = tile.dtype.str
+
+
+def test_sum_reads_native_tiles_and_sums_in_the_wider_dtype(ctx, data_factory):
+    data = data_factory((5, 6, 64, 64), "uint16")
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    probe = TileDtype()
+    res, seen = ctx.run_udf(dataset=ds, udf=[SumUDF(), probe])
+    # nothing asks for float32, so every UDF of the run gets the native tiles
+    assert set(seen["kinds"].data.ravel()) == {np.dtype("uint16").str}
+    assert res["intensity"].dtype == np.float32
+    np.testing.assert_array_equal(res["intensity"].data, data.sum(axis=(0, 1), dtype="float64"))
+    # with a UDF that prefers float32 (the default), all get float32, as in LiberTEM
+    _, seen, _ = ctx.run_udf(dataset=ds, udf=[SumUDF(), TileDtype(), NoOpFloat()])
+    assert set(seen["kinds"].data.ravel()) == {np.dtype("float32").str}
+
+
+class NoOpFloat(UDF):
+    def get_result_buffers(self):
+        return {}
+
+    def process_tile(self, tile):
+        pass
+
+
+class SquaredSum(SumUDF):
+    """A subclass whose process_tile relies on LiberTEM's float32 tiles."""
+
+    def process_tile(self, tile):
+        self.results.intensity[:] += np.sum(tile**2, axis=0)
+
+
+def test_sum_subclass_with_its_own_process_tile_gets_converted_tiles(ctx, data_factory):
+    data = data_factory((4, 5, 6, 7), "uint16")  # values up to 999: squares overflow uint16
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    res = ctx.run_udf(dataset=ds, udf=SquaredSum())["intensity"]
+    assert res.dtype == np.float32
+    expected = (data.astype(np.float64) ** 2).sum(axis=(0, 1))
+    np.testing.assert_allclose(res.data, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "udf_dtype", "expected"),
+    [
+        ("uint16", "float32", "float32"),
+        ("uint8", "float32", "float32"),
+        ("int32", "float32", "float64"),
+        ("float64", "float32", "float64"),
+        ("float32", "float64", "float64"),
+        ("complex64", "float32", "complex64"),
+    ],
+)
+def test_sum_dtypes_are_libertems(ctx, data_factory, dtype, udf_dtype, expected):
+    data = data_factory((3, 4, 5, 6), dtype)
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    res = ctx.run_udf(dataset=ds, udf=SumUDF(dtype=udf_dtype))["intensity"]
+    assert res.dtype == expected
+    np.testing.assert_allclose(res.data, data.sum(axis=(0, 1)), rtol=1e-6, atol=1e-4)
