@@ -8,8 +8,8 @@ fewer than ``nav_shape`` asks for (missing frames are zeros); a partial frame at
 end is an error.
 
 Reading goes through :class:`dataflow.adapters.npy.BinaryFrameReader`: partition
-tasks read their frame ranges with ``np.fromfile``, runs with a ROI only the selected
-frames.
+tasks get read-only views of a memory map of their frame ranges, runs with a ROI read
+only the selected frames.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class RunInfo:
         ]
         lines.extend(
             f"{u.name}: method {u.method}, backends {', '.join(u.backends)}, "
-            f"preferred input dtype {u.preferred_input_dtype}, input dtype {u.input_dtype}"
+            f"preferred input dtype {_preferred(u.preferred_input_dtype)}, "
+            f"input dtype {u.input_dtype}"
             for u in self.udfs
         )
         return lines
@@ -181,7 +182,7 @@ def display(dataset: DataSet, udf: UDF | Iterable[UDF], roi: Any = None) -> RunI
     >>> info = display(dataset, [SumUDF(), SumSigUDF()])
     >>> print(info)  # doctest: +NORMALIZE_WHITESPACE
     dataset: shape (16, 16, 32, 32), dtype float32; 256 frames selected; partition tasks: 1
-    SumUDF: method tile, backends numpy, preferred input dtype float32, input dtype float32
+    SumUDF: method tile, backends numpy, preferred input dtype native, input dtype float32
     SumSigUDF: method tile, backends numpy, preferred input dtype float32, input dtype float32
     <BLANKLINE>
     UDF        buffer     kind  extra_shape  dtype    use  shape     raw shape
@@ -236,3 +237,8 @@ def display(dataset: DataSet, udf: UDF | Iterable[UDF], roi: Any = None) -> RunI
         udfs=tuple(infos),
         buffers=tuple(rows),
     )
+
+
+def _preferred(dtype: np.dtype) -> str:
+    """A preferred input dtype as text: ``UDF.USE_NATIVE_DTYPE`` (bool) reads "native"."""
+    return "native" if dtype == np.dtype(bool) else str(dtype)

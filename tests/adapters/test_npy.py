@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dataflow
+from dataflow.adapters import npy as npy_module
 from dataflow.adapters.npy import BinaryFrameReader, NPYAdapter, mask_runs, read_header
 from dataflow.errors import DataSetException
 from dataflow.testing import AdapterTests, FrameCopyUDF
@@ -96,17 +97,55 @@ def test_min_partitions_and_partition_bytes(ctx, npy_file):
     assert {p.n_frames for p in ds.partitions} == {7}  # whole scan rows
 
 
-def test_blocks_are_writeable_and_never_write_the_file(npy_file):
+@pytest.mark.parametrize("capacity", [0, 2**30])
+def test_blocks_are_read_only_views_of_the_file(monkeypatch, npy_file, capacity):
+    monkeypatch.setattr(npy_module, "FILE_MAPS", npy_module.FileMaps(capacity))
     path, data = npy_file
     ds = NPYAdapter.open(path, num_partitions=2)
-    block = ds.partition_array.blocks[1].compute(scheduler="sync")
+    p = ds.partitions[1]
+    block = ds.reader(p.start, p.stop, None)  # what a partition task gets
     assert type(block) is np.ndarray
-    assert block.flags.writeable  # a UDF may work in place on its frames
-    block[:] = -1
-    np.testing.assert_array_equal(np.load(path), data)
+    assert not block.flags.writeable  # as LiberTEM's tiles of file data
+    with pytest.raises(ValueError, match="read-only"):
+        block[:] = -1
+    np.testing.assert_array_equal(block, data.reshape(-1, 8, 9)[p.start : p.stop])
     again = pickle.loads(pickle.dumps(block))  # travels by value, as a plain array
     assert type(again) is np.ndarray
-    assert (again == -1).all()
+    np.testing.assert_array_equal(again, block)
+
+
+def test_file_maps_are_kept_between_runs_and_remade_when_the_file_changes(
+    monkeypatch, ctx, tmp_path, map_calls
+):
+    monkeypatch.setattr(npy_module, "FILE_MAPS", npy_module.FileMaps(2**30))
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones((4, 5, 6, 7), "float32"))
+    ds = ctx.load("npy", path=path, num_partitions=3)
+    for _ in range(3):
+        assert ctx.run_udf(dataset=ds, udf=SumUDF())["intensity"].data[0, 0] == 20
+    assert len(map_calls) == 1  # the whole file, once
+    np.save(path, np.full((4, 5, 6, 7), 2, "float32"))  # rewritten: mtime and inode move
+    os.utime(path, ns=(0, 12345))
+    assert ctx.run_udf(dataset=ds, udf=SumUDF())["intensity"].data[0, 0] == 40
+    assert len(map_calls) == 2
+
+
+def test_file_maps_keep_at_most_their_capacity(tmp_path):
+    maps = npy_module.FileMaps(capacity=250)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(bytes([i]) * 100)
+        paths.append(str(p))
+    for p in paths:
+        assert maps.get(p, os.stat(p))[0] == int(p[-5])
+    assert list(maps._maps) == paths[1:]  # the least recently used went first
+    assert maps.get(paths[1], os.stat(paths[1])) is maps._maps[paths[1]][1]
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 300)
+    assert maps.get(str(big), os.stat(big)) is None  # larger than the capacity: not kept
+    maps.clear()
+    assert not maps._maps
 
 
 def test_open_reads_no_data(monkeypatch, npy_file):
@@ -420,6 +459,20 @@ def test_layout_changes_the_token(npy_file):
 
 
 @pytest.fixture
+def map_calls(monkeypatch):
+    """Record ``(first byte, byte count)`` of every memory map the reader makes."""
+    calls = []
+    real = npy_module._map
+
+    def mapping(path, start, length):
+        calls.append((start, length))
+        return real(path, start, length)
+
+    monkeypatch.setattr(npy_module, "_map", mapping)
+    return calls
+
+
+@pytest.fixture
 def fromfile_calls(monkeypatch):
     """Record ``(first byte, item count)`` of every np.fromfile read and np.memmap map."""
     calls = []
@@ -471,14 +524,21 @@ def test_roi_reads_only_selected_frames(ctx, npy_file, fromfile_calls, sync_offs
     assert len(fromfile_calls) <= 4
 
 
-def test_full_runs_read_each_partition_once(ctx, npy_file, fromfile_calls):
+@pytest.mark.parametrize("capacity", [0, 2**30])
+def test_full_runs_map_the_file_and_read_nothing(
+    monkeypatch, ctx, npy_file, fromfile_calls, map_calls, capacity
+):
+    monkeypatch.setattr(npy_module, "FILE_MAPS", npy_module.FileMaps(capacity))
     path, data = npy_file
     ds = ctx.load("npy", path=path, num_partitions=3)
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
     np.testing.assert_array_equal(res["frames"].data, data)
-    # whole partitions are mapped, not copied: one map per partition, none twice
-    assert len(fromfile_calls) == 3
-    assert sum(count for _, count in fromfile_calls) == data.size
+    assert fromfile_calls == []  # mapped, not copied
+    if capacity:  # the whole file, once
+        assert map_calls == [(0, os.path.getsize(path))]
+    else:  # one map per partition, together the frames once
+        assert len(map_calls) == 3
+        assert sum(n for _, n in map_calls) == data.nbytes
 
 
 def test_frames_outside_the_file_are_not_read(npy_file, fromfile_calls):

@@ -128,7 +128,9 @@ def test_several_udfs_share_one_input_dtype(unreadable):
         ("SumUDF", np.float64),
         ("NativeUDF", np.float64),
     ]
-    assert [u.preferred_input_dtype for u in info.udfs] == [np.float32, np.float64]
+    # SumUDF takes the native dtype (and sums in float32 or wider)
+    assert [u.preferred_input_dtype for u in info.udfs] == [bool, np.float64]
+    assert "SumUDF: method tile, backends numpy, preferred input dtype native" in str(info)
 
 
 def test_shapes_that_depend_on_the_roi(unreadable, roi):
