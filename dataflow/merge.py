@@ -122,9 +122,10 @@ def _joined(pieces: Sequence[np.ndarray]) -> np.ndarray:
 
 def _scratch_nav(spec: RunSpec, uplan: UDFPlan, n_frames: int) -> dict[str, np.ndarray]:
     """Nav buffers for ``n_frames`` frames as the accumulator has them: zeros, then preprocess."""
+    if not uplan.has_preprocess:  # zeros: the other buffers are not needed
+        return allocate({k: uplan.buffers[k] for k in uplan.nav_names}, n_frames, spec.sig_shape)
     arrays = allocate(uplan.buffers, n_frames, spec.sig_shape)
-    if uplan.has_preprocess:
-        client_udf(spec, uplan, arrays).preprocess()
+    client_udf(spec, uplan, arrays).preprocess()
     return {k: arrays[k] for k in uplan.nav_names}
 
 
