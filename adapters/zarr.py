@@ -56,7 +56,7 @@ from dataflow.dataset import (
 from dataflow.errors import DataflowError, DataflowWarning, DataSetException
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["ZarrAdapter", "ZarrReadError", "chunk_boundaries", "nav_regions"]
 
@@ -566,6 +566,21 @@ def _strict_store_class() -> type:
     return StrictStore
 
 
+def _chunk_parts(
+    full: tuple[slice, ...], chunks: tuple[int, ...]
+) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """``(chunk index, the part of full that chunk holds)`` for every chunk full touches."""
+    grids = [range(s.start // c, (s.stop - 1) // c + 1) for s, c in zip(full, chunks, strict=True)]
+    for index in itertools.product(*grids):
+        yield (
+            index,
+            tuple(
+                slice(max(s.start, i * c), min(s.stop, (i + 1) * c))
+                for s, i, c in zip(full, index, chunks, strict=True)
+            ),
+        )
+
+
 def _numcodecs_decoder(arr: Any) -> Any:
     """The numcodecs codec that undoes ``arr``'s compressor, None for none.
 
@@ -663,16 +678,7 @@ class _ChunkFiles:
     def read(self, region: tuple[slice, ...], dest: np.ndarray) -> None:
         """``array[region]`` (the leading axes; all of the others) into ``dest``."""
         full = region + tuple(slice(0, n) for n in self.shape[len(region) :])
-        grids = [
-            range(s.start // c, (s.stop - 1) // c + 1)
-            for s, c in zip(full, self.chunks, strict=True)
-        ]
-        for index in itertools.product(*grids):
-            start = [i * c for i, c in zip(index, self.chunks, strict=True)]
-            inside = [
-                slice(max(s.start, a), min(s.stop, a + c))
-                for s, a, c in zip(full, start, self.chunks, strict=True)
-            ]
+        for index, inside in _chunk_parts(full, self.chunks):
             target = dest[
                 tuple(
                     slice(i.start - s.start, i.stop - s.start)
@@ -684,18 +690,16 @@ class _ChunkFiles:
                 self._load(index, target)
             else:
                 chunk = np.empty(self.chunks, dtype=self.dtype)
-                if self._load(index, chunk):
-                    target[...] = chunk[
-                        tuple(
-                            slice(i.start - a, i.stop - a)
-                            for i, a in zip(inside, start, strict=True)
-                        )
-                    ]
-                else:
-                    target[...] = self.fill_value
+                self._load(index, chunk)
+                target[...] = chunk[
+                    tuple(
+                        slice(i.start - n * c, i.stop - n * c)
+                        for i, n, c in zip(inside, index, self.chunks, strict=True)
+                    )
+                ]
 
-    def _load(self, index: tuple[int, ...], out: np.ndarray) -> bool:
-        """Chunk ``index`` into ``out`` (its shape); False, with ``out`` filled, if missing."""
+    def _load(self, index: tuple[int, ...], out: np.ndarray) -> None:
+        """Chunk ``index`` into ``out`` (its shape); the fill value if the file is missing."""
         relative = self.metadata.encode_chunk_key(index)
         path = os.path.join(self.directory, *relative.split("/"))
         key = _join(self.ds_path, relative)
@@ -708,7 +712,7 @@ class _ChunkFiles:
                     "pass missing_chunks='fill' to read missing chunks as the fill value)"
                 ) from None
             out[...] = self.fill_value
-            return False
+            return
         with f:
             size = os.fstat(f.fileno()).st_size
             if self.codec is None:
@@ -719,7 +723,7 @@ class _ChunkFiles:
                         f"{self.dtype} has {out.nbytes})"
                     )
                 f.readinto(memoryview(out).cast("B"))
-                return True
+                return
             encoded = f.read()
         try:
             self.codec.decode(encoded, out=out)
@@ -728,7 +732,6 @@ class _ChunkFiles:
                 f"the zarr array {self.name}: chunk {key!r} could not be read "
                 f"({type(e).__name__}: {e})"
             ) from e
-        return True
 
 
 @dataclass(frozen=True, repr=False)
@@ -839,16 +842,7 @@ class _ZarrReader:
         from zarr.core.buffer import default_buffer_prototype
 
         full = region + tuple(slice(0, n) for n in self.raw_shape[len(region) :])
-        grids = [
-            range(s.start // c, (s.stop - 1) // c + 1)
-            for s, c in zip(full, self.storage_chunks, strict=True)
-        ]
-        for coords in np.ndindex(*(len(g) for g in grids)):
-            index = tuple(g[i] for g, i in zip(grids, coords, strict=True))
-            part = tuple(
-                slice(max(s.start, i * c), min(s.stop, (i + 1) * c))
-                for s, i, c in zip(full, index, self.storage_chunks, strict=True)
-            )
+        for index, part in _chunk_parts(full, self.storage_chunks):
             scratch = np.empty(tuple(p.stop - p.start for p in part), dtype=self.dtype)
             try:
                 arr.get_basic_selection(part, out=default_buffer_prototype().nd_buffer(scratch))

@@ -344,12 +344,10 @@ def _tiles(
     if sel is None:
         return [(a, min(n, a + depth), a) for a in range(lo, n, depth)]
     if views:
-        gaps = np.flatnonzero(np.diff(sel[lo:n]) != 1) + (lo + 1)
-        bounds = [lo, *gaps.tolist(), n]
         rows = sel.tolist()
         return [
             (a, min(stop, a + depth), rows[a])
-            for start, stop in itertools.pairwise(bounds)
+            for start, stop in itertools.pairwise(_run_bounds(sel, lo, n))
             for a in range(start, stop, depth)
         ]
     starts = np.arange(lo, n, depth)
@@ -363,13 +361,15 @@ def _tiles(
     ]
 
 
+def _run_bounds(rows: np.ndarray, lo: int, hi: int) -> list[int]:
+    """Where runs of consecutive values of ``rows[lo:hi]`` (increasing) start, and ``hi``."""
+    breaks = np.flatnonzero(np.diff(rows[lo:hi]) != 1) + (lo + 1)
+    return [lo, *breaks.tolist(), hi]
+
+
 def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """``rows`` (increasing) as ``(first row, count)`` runs of consecutive rows."""
-    if len(rows) == 0 or rows[-1] - rows[0] == len(rows) - 1:
-        return [(int(rows[0]), len(rows))] if len(rows) else []
-    starts = np.flatnonzero(np.diff(rows) != 1) + 1
-    bounds = [0, *starts.tolist(), len(rows)]
-    return [(int(rows[i]), j - i) for i, j in itertools.pairwise(bounds)]
+    """``rows`` (increasing, not empty) as ``(first row, count)`` runs of consecutive rows."""
+    return [(int(rows[i]), j - i) for i, j in itertools.pairwise(_run_bounds(rows, 0, len(rows)))]
 
 
 def _gather(block: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:

@@ -127,6 +127,38 @@ def _compute_dtype(dtype: np.dtype, base: np.dtype, chosen: bool) -> np.dtype:
     return np.result_type(dtype, base)
 
 
+def _moments(flat: np.ndarray, work: _Work) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and sum of squared deviations from the mean of a tile's frames, flat."""
+    n = len(flat)
+    shift = flat[0]
+    s1, s2, chunk_sum = work.s1, work.s2, work.chunk_sum
+    s1[...] = 0
+    s2[...] = 0
+    step = len(work.deviation)
+    for a in range(1, n, step):  # the first frame deviates by zero
+        k = min(step, n - a)
+        deviation = work.deviation[:k]
+        np.subtract(flat[a : a + k], shift, out=deviation, dtype=deviation.dtype)
+        ones = work.ones[:k]
+        s1 += np.matmul(ones, deviation, out=chunk_sum)
+        np.multiply(deviation, deviation, out=deviation)
+        s2 += np.matmul(ones, deviation, out=chunk_sum)
+    # sum = n * shift + s1; varsum = s2 - s1**2 / n (>= 0 up to rounding)
+    tile_sum = np.multiply(shift, n, out=work.sum, dtype=work.sum.dtype)
+    tile_sum += s1
+    np.multiply(s1, s1, out=s1)
+    s1 *= 1 / n
+    s2 -= s1
+    return tile_sum, np.maximum(s2, 0, out=s2)
+
+
+def _complex_moments(flat: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_moments`, for complex data: deviations from the tile's mean."""
+    tile_sum = flat.sum(axis=0, dtype=dtype)
+    deviation = flat - tile_sum / len(flat)
+    return tile_sum, _abs2(deviation).sum(axis=0)
+
+
 class StdDevUDF(UDF):
     """Per-pixel variance, standard deviation, mean and sum over the selected frames.
 
@@ -186,55 +218,24 @@ class StdDevUDF(UDF):
 
     def process_tile(self, tile: np.ndarray) -> None:
         r = self.results
-        n = len(tile)
-        if np.iscomplexobj(tile) or np.iscomplexobj(r.sum):
-            tile_sum, tile_varsum = self._complex_moments(tile)
+        flat = tile.reshape(len(tile), -1)
+        if np.iscomplexobj(flat) or np.iscomplexobj(r.sum):
+            tile_sum, tile_varsum = _complex_moments(flat, r.sum.dtype)
+            scratch = None
         else:
-            tile_sum, tile_varsum = self._moments(tile.reshape(n, -1))
-        work = self.__dict__["_df_work"]
+            chosen = self.params.dtype is not None
+            work = self._work(flat, _compute_dtype(flat.dtype, self._base_dtype(), chosen))
+            tile_sum, tile_varsum = _moments(flat, work)
+            scratch = (work.a, work.b)
         r.num_frames[:] = _combine(
             int(r.num_frames[0]),
             r.sum.reshape(-1),
             r.varsum.reshape(-1),
-            n,
+            len(flat),
             tile_sum,
             tile_varsum,
-            scratch=(work.a, work.b),
+            scratch=scratch,
         )
-
-    def _moments(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sum and sum of squared deviations from the mean of a tile's frames, flat."""
-        n = len(flat)
-        chosen = self.params.dtype is not None
-        work = self._work(flat, _compute_dtype(flat.dtype, self._base_dtype(), chosen))
-        shift = flat[0]
-        s1, s2, chunk_sum = work.s1, work.s2, work.chunk_sum
-        s1[...] = 0
-        s2[...] = 0
-        step = len(work.deviation)
-        for a in range(1, n, step):  # the first frame deviates by zero
-            k = min(step, n - a)
-            deviation = work.deviation[:k]
-            np.subtract(flat[a : a + k], shift, out=deviation, dtype=deviation.dtype)
-            ones = work.ones[:k]
-            s1 += np.matmul(ones, deviation, out=chunk_sum)
-            np.multiply(deviation, deviation, out=deviation)
-            s2 += np.matmul(ones, deviation, out=chunk_sum)
-        # sum = n * shift + s1; varsum = s2 - s1**2 / n (>= 0 up to rounding)
-        tile_sum = np.multiply(shift, n, out=work.sum, dtype=work.sum.dtype)
-        tile_sum += s1
-        np.multiply(s1, s1, out=s1)
-        s1 *= 1 / n
-        s2 -= s1
-        return tile_sum, np.maximum(s2, 0, out=s2)
-
-    def _complex_moments(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`_moments`, for complex data: deviations from the tile's mean."""
-        flat = tile.reshape(len(tile), -1)
-        tile_sum = flat.sum(axis=0, dtype=self.results.sum.dtype)
-        deviation = flat - tile_sum / len(flat)
-        self._work(flat, tile_sum.dtype)
-        return tile_sum, _abs2(deviation).sum(axis=0)
 
     def _work(self, flat: np.ndarray, dtype: np.dtype) -> _Work:
         work = self.__dict__.get("_df_work")
