@@ -8,7 +8,7 @@ Three pieces:
   (``offset + scale * arange(size)``) and ``attrs["units"]``;
 - :class:`FrameReader` and :class:`OffsetFrameReader`: small picklable objects that
   hold paths, byte offsets and dtypes and open the file inside the task. They are the
-  ``reader`` hook of :class:`~dataflow.dataset.DataSet` (``reader(start, stop, mask)``)
+  ``reader`` hook of :class:`~dataflow.sources.DataSet` (``reader(start, stop, mask)``)
   and the body of every partition task, so a ROI skips unselected frames on disk.
 
 RosettaSciIO backs many lazy arrays with :class:`numpy.memmap`, which pickles by value;
@@ -29,8 +29,8 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, FrameLayout, default_dims
-from dataflow.dataset import plan_partitions as _plan_partitions
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, FrameLayout, default_dims
+from dataflow.sources import plan_partitions as _plan_partitions
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def labels(
         Names given by the caller; they win.
     use_names
         Take dimension names from ``axes`` (when all are set and distinct); otherwise
-        ``scan_y, scan_x, det_y, det_x`` (see :func:`~dataflow.dataset.default_dims`).
+        ``scan_y, scan_x, det_y, det_x`` (see :func:`~dataflow.sources.default_dims`).
 
     Returns
     -------
@@ -255,7 +255,7 @@ def labels(
 
     Examples
     --------
-    >>> from dataflow.dataset import make_layout
+    >>> from dataflow.sources import make_layout
     >>> axes = [Axis("", 2), Axis("", 3), Axis("ky", 4, 0.5, -1.0, "1/nm"), Axis("kx", 4)]
     >>> dims, coords, attrs = labels(axes, make_layout((2, 3, 4, 4), 2), (2, 3), (4, 4))
     >>> dims, coords["det_y"], attrs
@@ -419,7 +419,7 @@ def make_dataset(
     attrs: Mapping[str, Any] | None = None,
     tileshape: Sequence[int] | None = None,
 ) -> DataSet:
-    """A :class:`~dataflow.dataset.DataSet` whose partition tasks call ``reader``.
+    """A :class:`~dataflow.sources.DataSet` whose partition tasks call ``reader``.
 
     The graph holds ``reader`` (paths, offsets, dtypes) once per partition task,
     never a handle, a memory map or data. ``reader`` is also the DataSet's ROI hook.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -32,7 +32,7 @@ from dataflow.adapters._rsciio import (
     labels,
     make_dataset,
 )
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class BloAdapter(Adapter):
         endianess
             ``"<"`` (little-endian, the default) or ``">"``; LiberTEM's spelling.
         nav_shape, sig_shape, sync_offset
-            As in LiberTEM; see :func:`dataflow.dataset.make_layout`. By default the
+            As in LiberTEM; see :func:`dataflow.sources.make_layout`. By default the
             header's scan ``(NY, NX)`` and frame ``(DP_SZ, DP_SZ)``.
         num_partitions, partition_bytes, min_partitions, dims
             As for ``npy``.

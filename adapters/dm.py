@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -43,7 +43,7 @@ from dataflow.adapters._rsciio import (
     make_dataset,
     merge_nav_shape,
 )
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class DMAdapter(Adapter):
             With ``files=``: trust that every file keeps its pixels at the first file's
             offset, and parse only the first file's tags.
         nav_shape, sig_shape, sync_offset
-            As in LiberTEM; see :func:`dataflow.dataset.make_layout`.
+            As in LiberTEM; see :func:`dataflow.sources.make_layout`.
         force_c_order
             Accepted for LiberTEM compatibility; data is always read in C order.
         dataset_index

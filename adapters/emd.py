@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     FrameReader,
     as_path,
@@ -38,7 +38,7 @@ from dataflow.adapters._rsciio import (
     labels,
     make_dataset,
 )
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, check_sig_dims, make_layout
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, check_sig_dims, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class EMDAdapter(Adapter):
         sig_dims
             Number of trailing signal dimensions.
         nav_shape, sig_shape, sync_offset
-            As in LiberTEM; see :func:`dataflow.dataset.make_layout`.
+            As in LiberTEM; see :func:`dataflow.sources.make_layout`.
         num_partitions, partition_bytes, min_partitions, dims
             As for ``npy``.
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dask.base import tokenize
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters.npy import mask_runs, reader_array
 from dataflow.adapters.zarr import chunk_boundaries, nav_regions
-from dataflow.dataset import (
+from dataflow.sources import (
     DEFAULT_PARTITION_BYTES,
     DataSet,
     check_sig_dims,
@@ -35,7 +35,7 @@ from dataflow.errors import DataSetException
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from dataflow.dataset import FrameLayout
+    from dataflow.sources import FrameLayout
 
 __all__ = ["H5FrameReader", "HDF5Adapter", "list_datasets"]
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     OffsetFrameReader,
     as_path,
@@ -45,7 +45,7 @@ from dataflow.adapters._rsciio import (
     make_dataset,
     merge_nav_shape,
 )
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ class MIBAdapter(Adapter):
         disable_glob
             Read only the file ``path`` names.
         nav_shape, sig_shape, sync_offset
-            As in LiberTEM; see :func:`dataflow.dataset.make_layout`. ``nav_shape``
+            As in LiberTEM; see :func:`dataflow.sources.make_layout`. ``nav_shape``
             defaults to the ``.hdr`` file's scan shape (``<path without extension>.hdr``
             if it exists), else one navigation axis over all frames.
         num_partitions, partition_bytes, min_partitions, dims

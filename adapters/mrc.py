@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -32,7 +32,7 @@ from dataflow.adapters._rsciio import (
     labels,
     make_dataset,
 )
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class MRCAdapter(Adapter):
         path
             The ``.mrc`` file.
         nav_shape, sig_shape, sync_offset
-            As in LiberTEM; see :func:`dataflow.dataset.make_layout`. By default one
+            As in LiberTEM; see :func:`dataflow.sources.make_layout`. By default one
             navigation axis of ``NZ`` frames of ``(NY, NX)``.
         num_partitions, partition_bytes, min_partitions, dims
             As for ``npy``.

@@ -26,8 +26,8 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from dataflow.adapter import Adapter
-from dataflow.dataset import (
+from dataflow.sources.adapter import Adapter
+from dataflow.sources import (
     DEFAULT_PARTITION_BYTES,
     DataSet,
     FrameLayout,
@@ -41,7 +41,7 @@ from dataflow.errors import DataSetException
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from dataflow.dataset import Partition
+    from dataflow.sources import Partition
 
 __all__ = [
     "FILE_MAPS",
@@ -249,7 +249,7 @@ class BinaryFrameReader:
 
     Examples
     --------
-    >>> from dataflow.dataset import make_layout
+    >>> from dataflow.sources import make_layout
     >>> p = tmp_path / "frames.bin"
     >>> np.arange(4 * 6, dtype="uint8").tofile(p)
     >>> reader = BinaryFrameReader(str(p), 0, np.dtype("uint8"), make_layout((4, 2, 3), 2))

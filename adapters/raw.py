@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dask.base import tokenize
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters.npy import BinaryFrameReader, reader_array
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout, plan_partitions
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout, plan_partitions
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dataflow.adapter import Adapter
+from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
@@ -37,7 +37,7 @@ from dataflow.adapters._rsciio import (
     labels,
     make_dataset,
 )
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, DataSet, make_layout
+from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ class TVIPSAdapter(Adapter):
         path
             Any file of the series (``name_000.tvips``, ``name_001.tvips``, ...).
         nav_shape, sig_shape, sync_offset
-            As in LiberTEM; see :func:`dataflow.dataset.make_layout`. ``sync_offset``
+            As in LiberTEM; see :func:`dataflow.sources.make_layout`. ``sync_offset``
             and ``nav_shape`` default to what the frame headers' scan positions give
             (see :func:`detect_scan`), else 0 and one axis over all frames.
         num_partitions, partition_bytes, min_partitions, dims

@@ -44,8 +44,8 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from dataflow.adapter import Adapter
-from dataflow.dataset import (
+from dataflow.sources.adapter import Adapter
+from dataflow.sources import (
     DEFAULT_PARTITION_BYTES,
     DataSet,
     FrameLayout,
@@ -963,7 +963,7 @@ class ZarrAdapter(Adapter):
             Number of trailing signal dimensions of the stored array; 2 by default
             (``len(sig_shape)`` if that is given).
         nav_shape, sig_shape, sync_offset
-            Reshape the frames; see :func:`dataflow.dataset.make_layout`.
+            Reshape the frames; see :func:`dataflow.sources.make_layout`.
         num_partitions
             Number of partitions. By default about ``partition_bytes`` each, but no
             more than there are runs of whole storage chunks (or shards), so that

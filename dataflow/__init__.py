@@ -38,10 +38,8 @@ def _adapters_from_source_tree() -> None:
 _adapters_from_source_tree()
 
 import dataflow.accessor  # noqa: F401 (registers DataArray.dataflow)
-from dataflow.adapter import Adapter
 from dataflow.api import Context
 from dataflow.buffers import BufferWrapper
-from dataflow.dataset import DataSet, Partition
 from dataflow.errors import (
     DataflowError,
     DataflowWarning,
@@ -51,6 +49,8 @@ from dataflow.errors import (
 from dataflow.executor.inline import InlineJobExecutor
 from dataflow.results import BufferResult, UDFResultDict, UDFResults
 from dataflow.shape import Shape, Slice
+from dataflow.sources import DataSet, Partition
+from dataflow.sources.adapter import Adapter
 from dataflow.udf.base import UDF
 
 __version__ = "0.1.0"

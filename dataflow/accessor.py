@@ -13,7 +13,7 @@ import xarray as xr
 
 if TYPE_CHECKING:
     from dataflow.api import Context
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
     from dataflow.udf.base import UDF
 
 __all__ = ["DataflowAccessor"]

@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from dataflow.dataset import DEFAULT_PARTITION_BYTES
 from dataflow.errors import ExecutorSpecException
 from dataflow.executor.base import JobExecutor
 from dataflow.graph import DEFAULT_SPLIT_EVERY
 from dataflow.registry import get_adapter, guess_adapter
 from dataflow.run import ResultGenerator, run, run_iter, run_lazy
+from dataflow.sources import DEFAULT_PARTITION_BYTES
 from dataflow.udf.base import UDF
 
 if TYPE_CHECKING:
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from dataflow.analysis.raw import PickFrameAnalysis
     from dataflow.analysis.ring import RingMaskAnalysis
     from dataflow.analysis.sum import SumAnalysis
-    from dataflow.dataset import DataSet
     from dataflow.plot import Live2DPlot
     from dataflow.results import UDFResults
+    from dataflow.sources import DataSet
 
 __all__ = ["Context"]
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from dataflow.api import Context
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["main"]
 

@@ -20,7 +20,7 @@ from dataflow.udf.base import UDF
 
 if TYPE_CHECKING:
     from dataflow.buffers import BufferWrapper
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["BufferInfo", "RunInfo", "UDFInfo", "display"]
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dataflow.api import Context
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["example_dataset", "make_example_data"]
 

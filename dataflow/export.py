@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from dataflow.api import Context
     from dataflow.buffers import BufferWrapper
-    from dataflow.dataset import DataSet, Partition
+    from dataflow.sources import DataSet, Partition
 
 __all__ = ["export_dataset"]
 
@@ -151,7 +151,7 @@ def _nav_chunks(nav_shape: Sequence[int], partitions: Sequence[Partition]) -> tu
 
     Examples
     --------
-    >>> from dataflow.dataset import Partition
+    >>> from dataflow.sources import Partition
     >>> parts = [Partition(0, 0, 32), Partition(1, 32, 80), Partition(2, 80, 256)]
     >>> _nav_chunks((16, 16), parts)
     (1, 16)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dataflow.buffers import UDFData, allocate
+from dataflow.sources.regions import index_runs, run_bounds
 from dataflow.udf.base import UDFMeta, UDFMethod, _Cursor
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ def _process_tiles(
             continue
         # copies: converted to each dtype the UDFs want, and corrected; where a ROI
         # leaves gaps, gathered straight into those copies
-        runs = None if tile is not None else _runs(sel[a:b])
+        runs = None if tile is not None else index_runs(sel[a:b])
         converted: dict[np.dtype, np.ndarray] = {}
         for r in runners:
             data = converted.get(r.dtype)
@@ -347,7 +348,7 @@ def _tiles(
         rows = sel.tolist()
         return [
             (a, min(stop, a + depth), rows[a])
-            for start, stop in itertools.pairwise(_run_bounds(sel, lo, n))
+            for start, stop in itertools.pairwise(run_bounds(sel, lo, n))
             for a in range(start, stop, depth)
         ]
     starts = np.arange(lo, n, depth)
@@ -359,17 +360,6 @@ def _tiles(
             starts.tolist(), stops.tolist(), sel[starts].tolist(), contiguous.tolist(), strict=True
         )
     ]
-
-
-def _run_bounds(rows: np.ndarray, lo: int, hi: int) -> list[int]:
-    """Where runs of consecutive values of ``rows[lo:hi]`` (increasing) start, and ``hi``."""
-    breaks = np.flatnonzero(np.diff(rows[lo:hi]) != 1) + (lo + 1)
-    return [lo, *breaks.tolist(), hi]
-
-
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """``rows`` (increasing, not empty) as ``(first row, count)`` runs of consecutive rows."""
-    return [(int(rows[i]), j - i) for i, j in itertools.pairwise(_run_bounds(rows, 0, len(rows)))]
 
 
 def _gather(block: np.ndarray, runs: list[tuple[int, int]], out: np.ndarray) -> None:

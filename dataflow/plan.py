@@ -25,8 +25,8 @@ from dataflow.roi import normalize_roi
 from dataflow.udf.base import UDF, UDFMeta, UDFMethod, _default_merge_message, _implements
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet, Partition
     from dataflow.shape import Shape
+    from dataflow.sources import DataSet, Partition
 
 __all__ = [
     "PartitionTask",

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet
     from dataflow.plan import UDFPlan
+    from dataflow.sources import DataSet
     from dataflow.udf.base import UDF
 
 __all__ = ["Dummy2DPlot", "Live2DPlot", "MPLLive2DPlot", "default_channels"]

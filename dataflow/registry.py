@@ -30,9 +30,9 @@ GROUP = "dataflow.adapters"
 # The engine's own sources, also listed in pyproject.toml; kept here so a source
 # checkout without installed metadata still finds them.
 _BUILTIN = {
-    "memory": "dataflow.dataset:MemoryAdapter",
-    "dask": "dataflow.dataset:DaskAdapter",
-    "xarray": "dataflow.dataset:XarrayAdapter",
+    "memory": "dataflow.sources.arrays:MemoryAdapter",
+    "dask": "dataflow.sources.arrays:DaskAdapter",
+    "xarray": "dataflow.sources.arrays:XarrayAdapter",
 }
 
 

@@ -44,10 +44,10 @@ from dataflow.udf.base import UDFKwargsWrapper
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from dataflow.dataset import DataSet
     from dataflow.executor.base import JobExecutor
     from dataflow.plan import RunPlan, RunSpec
     from dataflow.plot import Live2DPlot
+    from dataflow.sources import DataSet
     from dataflow.udf.base import UDF
 
 __all__ = ["ResultGenerator", "run", "run_iter", "run_lazy"]
@@ -215,7 +215,7 @@ class _Progress:
 
 def _check_dataset(dataset: Any) -> None:
     """Raise unless ``dataset`` is a DataSet, before anything else looks at it."""
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
     if not isinstance(dataset, DataSet):
         raise TypeError(

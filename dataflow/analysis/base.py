@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from dataflow.api import Context
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
     from dataflow.udf.base import UDF
 
 __all__ = [

@@ -29,7 +29,7 @@ from dataflow.udf.com import (
 )
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["COMAnalysis", "COMResultSet"]
 

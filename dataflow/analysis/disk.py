@@ -11,7 +11,7 @@ from dataflow import masks
 from dataflow.analysis.masks import SingleMaskAnalysis
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["DiskMaskAnalysis"]
 

@@ -23,7 +23,7 @@ from dataflow.udf.masks import ApplyMasksUDF
 if TYPE_CHECKING:
     import numpy as np
 
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = [
     "BaseMasksAnalysis",

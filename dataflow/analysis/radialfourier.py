@@ -26,7 +26,7 @@ from dataflow.analysis.base import AnalysisResult, AnalysisResultSet, vector_rgb
 from dataflow.analysis.masks import BaseMasksAnalysis
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["RadialFourierAnalysis", "RadialFourierResultSet", "radial_mask_factory"]
 

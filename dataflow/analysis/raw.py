@@ -15,7 +15,7 @@ from dataflow.analysis.base import (
 from dataflow.udf.raw import PickUDF
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["PickFrameAnalysis", "PickResultSet"]
 

@@ -11,7 +11,7 @@ from dataflow.roi import normalize_roi
 if TYPE_CHECKING:
     import dask.array as da
 
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["make_dask_array"]
 

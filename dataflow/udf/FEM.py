@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from dataflow.api import Context
     from dataflow.buffers import BufferWrapper
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["FEMUDF", "run_fem"]
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from dataflow.api import Context
     from dataflow.buffers import BufferWrapper
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["CrystallinityUDF", "run_analysis_crystall"]
 

@@ -11,7 +11,7 @@ from dataflow.udf.base import UDF
 if TYPE_CHECKING:
     from dataflow.api import Context
     from dataflow.buffers import BufferWrapper, UDFData
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["LogsumUDF", "run_logsum"]
 

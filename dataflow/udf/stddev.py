@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from dataflow.api import Context
     from dataflow.buffers import BufferWrapper, UDFData
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
     from dataflow.udf.base import TilingPreferences
 
 __all__ = ["StdDevUDF", "consolidate_result", "run_stddev"]

@@ -10,7 +10,7 @@ from dataflow.udf.base import UDF
 
 if TYPE_CHECKING:
     from dataflow.api import Context
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
 
 __all__ = ["SumSigUDF", "run_sumsig"]
 

@@ -15,7 +15,7 @@ from dataflow.plot import Live2DPlot
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dataflow.dataset import DataSet
+    from dataflow.sources import DataSet
     from dataflow.udf.base import UDF
 
 __all__ = ["BQLive2DPlot"]

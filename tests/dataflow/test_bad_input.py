@@ -20,7 +20,7 @@ from dask.callbacks import Callback
 
 from dataflow.api import Context
 from dataflow.corrections import CorrectionSet
-from dataflow.dataset import DataSetException
+from dataflow.sources import DataSetException
 from dataflow.errors import (
     AdapterNotFoundError,
     DataflowWarning,

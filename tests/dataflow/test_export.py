@@ -165,7 +165,7 @@ def test_nav_regions_cover_every_range_in_order(nav_shape):
 
 
 def test_nav_chunks_for_one_partition_is_the_whole_scan():
-    from dataflow.dataset import Partition
+    from dataflow.sources import Partition
 
     assert _nav_chunks((4, 6), [Partition(0, 0, 24)]) == (4, 6)
     assert _nav_chunks((4, 6), [Partition(0, 0, 9), Partition(1, 9, 24)]) == (1, 3)

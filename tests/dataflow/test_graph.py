@@ -133,7 +133,7 @@ class _CountingReader:
 def test_roi_runs_read_through_the_dataset_reader(ctx):
     import dask.array as da
 
-    from dataflow.dataset import DataSet, plan_partitions
+    from dataflow.sources import DataSet, plan_partitions
 
     frames = np.arange(64 * 4, dtype="float32").reshape(64, 2, 2)
     reader = _CountingReader(frames)

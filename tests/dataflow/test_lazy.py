@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dataflow.dataset import DataSet, plan_partitions
+from dataflow.sources import DataSet, plan_partitions
 from dataflow.udf import UDF
 from dataflow.udf.stddev import StdDevUDF
 from dataflow.udf.sum import SumUDF

@@ -157,7 +157,7 @@ def test_auto_missing_file(ctx, tmp_path):
 PLUGIN = '''
 import numpy as np
 from dataflow import Adapter
-from dataflow.dataset import MemoryAdapter
+from dataflow.sources import MemoryAdapter
 
 
 class TextAdapter(Adapter):

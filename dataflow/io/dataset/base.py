@@ -1,6 +1,6 @@
 """LiberTEM import path for the dataset base class and its exception."""
 
-from dataflow.dataset import DataSet, DataSetMeta, Partition
 from dataflow.errors import DataSetException
+from dataflow.sources import DataSet, DataSetMeta, Partition
 
 __all__ = ["DataSet", "DataSetException", "DataSetMeta", "Partition"]

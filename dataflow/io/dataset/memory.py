@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.dataset import DataSet, MemoryAdapter
 from dataflow.executor.base import cpu_count
+from dataflow.sources import DataSet, MemoryAdapter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,7 +39,7 @@ class MemoryDataSet(DataSet):
     datashape
         Shape of the random data made when ``data`` is None.
     nav_shape, sig_shape, sync_offset
-        Reshape the frames; see :func:`dataflow.dataset.make_layout`.
+        Reshape the frames; see :func:`dataflow.sources.make_layout`.
     check_cast, base_shape, force_need_decode, io_backend, array_backends
         Accepted for compatibility; they change nothing in dataflow.
 

@@ -8,7 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from dataflow.dataset import DEFAULT_PARTITION_BYTES, plan_partitions
+from dataflow.sources import DEFAULT_PARTITION_BYTES, plan_partitions
 from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF

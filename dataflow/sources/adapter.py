@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from dataflow.dataset import DataSet
+    from dataflow.sources.model import DataSet
 
 __all__ = ["Adapter"]
 
