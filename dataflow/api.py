@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from dataflow.errors import ExecutorSpecException
+from dataflow.errors import DataflowWarning, ExecutorSpecException
 from dataflow.executor.base import JobExecutor
 from dataflow.graph import DEFAULT_SPLIT_EVERY
 from dataflow.registry import get_adapter, guess_adapter
-from dataflow.run import ResultGenerator, run, run_iter, run_lazy
+from dataflow.run import ResultGenerator, plan_run, run, run_iter, run_lazy
 from dataflow.sources import DEFAULT_PARTITION_BYTES
 from dataflow.udf.base import UDF
 
@@ -169,6 +170,11 @@ class Context:
         )
 
     @property
+    def _lazy_results(self) -> bool:
+        """Whether ``run_udf`` returns lazy results (``make_with("delayed")``)."""
+        return bool(getattr(self.executor, "lazy_results", False))
+
+    @property
     def plot_class(self) -> type[Live2DPlot]:
         """The class of the live plots ``plots=True`` makes (matplotlib by default)."""
         if self._plot_class is None:
@@ -256,26 +262,18 @@ class Context:
     ) -> Any:
         udfs, many = self._normalize(udf)
         check_backends(udfs, backends)
-        if getattr(self.executor, "lazy_results", False):  # make_with("delayed")
-            results = run_lazy(
-                dataset,
-                udfs,
-                roi=roi,
-                corrections=corrections,
-                split_every=split_every or self.split_every,
-                labelled=False,
-            )
+        if self._lazy_results:  # make_with("delayed"); progress and plots warned about
+            plan = plan_run(dataset, udfs, roi, corrections)
+            results = run_lazy(plan, split_every=split_every or self.split_every, labelled=False)
             return results if many else results[0]
+        plan = plan_run(dataset, udfs, roi, corrections, self.executor)
         results, plots_made = run(
             self.executor,
-            dataset,
-            udfs,
-            roi=roi,
+            plan,
             progress=progress,
             plots=plots,
             plot_class=self.plot_class,
             split_every=split_every or self.split_every,
-            corrections=corrections,
         )
         if plots_made:
             self.plots = plots_made
@@ -345,14 +343,20 @@ class Context:
                     "progress and plots need a running computation; lazy=True "
                     "returns before anything runs"
                 )
-            results = run_lazy(
-                dataset,
-                udfs,
-                roi=roi,
-                corrections=corrections,
-                split_every=split_every or self.split_every,
-            )
+            plan = plan_run(dataset, udfs, roi, corrections)
+            results = run_lazy(plan, split_every=split_every or self.split_every)
             return results if many else results[0]
+        if self._lazy_results:
+            # the delayed executor's run_udf returns before anything runs
+            for name, value in (("progress", progress), ("plots", plots)):
+                if value is not None and value is not False:
+                    warnings.warn(
+                        f"{name}={value!r} has no effect with the delayed executor "
+                        "(Context.make_with('delayed')): run_udf returns dask arrays "
+                        f"before anything runs; drop {name}= or use another executor",
+                        DataflowWarning,
+                        stacklevel=2,
+                    )
         args = (dataset, udf, roi, corrections, progress, backends, plots, split_every)
         if not sync:
             return asyncio.to_thread(self._run_sync, *args)
@@ -379,16 +383,14 @@ class Context:
         """
         udfs, _ = self._normalize(udf)
         check_backends(udfs, backends)
+        plan = plan_run(dataset, udfs, roi, corrections, self.executor)
         gen = run_iter(
             self.executor,
-            dataset,
-            udfs,
-            roi=roi,
+            plan,
             progress=progress,
             plots=plots,
             plot_class=self.plot_class,
             split_every=split_every or self.split_every,
-            corrections=corrections,
         )
         if sync:
             return gen

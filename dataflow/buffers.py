@@ -20,6 +20,8 @@ from dataflow.errors import UseDiscouragedWarning
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    import numpy.typing as npt
+
 __all__ = [
     "ArrayWithMask",
     "AuxBufferWrapper",
@@ -29,7 +31,6 @@ __all__ = [
     "MergeAttrMapping",
     "UDFData",
     "allocate",
-    "buffer_shape",
     "check_cast",
     "fill_value",
 ]
@@ -214,14 +215,9 @@ class ArrayWithMask:
             ) from None
 
 
-def buffer_shape(decl: BufferWrapper, n_frames: int, sig_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of ``decl`` for ``n_frames`` frames of ``sig_shape``."""
-    return decl.shape_for(n_frames, sig_shape)
-
-
 def allocate(
     decls: Mapping[str, BufferWrapper], n_frames: int, sig_shape: tuple[int, ...]
-) -> dict[str, np.ndarray]:
+) -> dict[str, npt.NDArray[Any]]:
     """Zero-filled arrays for every declaration except ``use="result_only"``.
 
     Object buffers hold the integer ``0`` in every element, as in LiberTEM.
@@ -233,9 +229,9 @@ def allocate(
     }
 
 
-def fill_value(dtype: np.dtype) -> Any:
+def fill_value(dtype: npt.DTypeLike) -> Any:
     """The value that marks positions outside the ROI in ``.data``, per LiberTEM."""
-    kind = dtype.kind
+    kind = np.dtype(dtype).kind
     if kind in "fc":
         return np.nan
     if kind == "b":
@@ -249,7 +245,7 @@ def fill_value(dtype: np.dtype) -> Any:
     return 0
 
 
-def check_cast(fromvar: Any, tovar: Any) -> None:
+def check_cast(fromvar: npt.ArrayLike, tovar: npt.ArrayLike) -> None:
     """Raise ``TypeError`` unless ``fromvar``'s dtype casts safely to ``tovar``'s."""
     if not np.can_cast(np.asarray(fromvar).dtype, np.asarray(tovar).dtype, casting="safe"):
         raise TypeError(f"Unsafe automatic casting from {fromvar.dtype} to {tovar.dtype}")
@@ -367,14 +363,6 @@ class UDFData:
         if decls is None or name not in decls:
             raise KeyError(name)
         return decls[name]
-
-    # engine side -------------------------------------------------------------
-
-    def _df_set_view(self, name: str, view: Any) -> None:
-        self.__dict__[name] = view
-
-    def _df_array(self, name: str) -> Any:
-        return self.__dict__["_df_arrays"][name]
 
 
 MergeAttrMapping = UDFData

@@ -17,7 +17,9 @@ For a plan with ``n`` partition tasks the graph holds one layer per stage:
 * ``<label>-finish-<token>``: the accumulator and ``get_results``; its output is all
   the client receives.
 
-The layers are written as task tuples of dask's graph specification and joined in
+The layers are written as tasks of dask's graph specification (through
+``dataflow._dask.task``/``ref``, so that a change of the specification touches one
+module) and joined in
 a ``HighLevelGraph`` with the dataset's own layers; a run executes it culled to what
 the finishing task needs (partitions without ROI frames drop out, and so do their
 reads), and lazy results keep the layer names as they are. Building
@@ -32,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from dask.highlevelgraph import HighLevelGraph
 
-from dataflow.merge import block, chain_step, finish, merge_node
+from dataflow._dask import cull_graph, ref, task
+from dataflow.merge import MergeStrategy, block, chain_step, finish, merge_node
 from dataflow.partition import run_partition
 
 if TYPE_CHECKING:
@@ -78,9 +81,7 @@ class UDFGraph:
         dsk = dict(self.graph)
         plan = self.plan
         if len(plan.tasks) < len(plan.dataset.partitions) or len(self.graph.layers) > 8:
-            from dask.optimization import cull
-
-            dsk, _ = cull(dsk, [self.final_key])
+            dsk = cull_graph(dsk, [self.final_key])
         return dsk
 
     def tree_depth(self) -> int:
@@ -161,7 +162,7 @@ def build_graph(
     blocks = []
     for i, t in enumerate(plan.tasks):
         if reader is not None and t.roi is not None:
-            reads[(read_name, i)] = (reader, t.partition.start, t.partition.stop, t.roi)
+            reads[(read_name, i)] = task(reader, t.partition.start, t.partition.stop, t.roi)
             blocks.append((read_name, i))
         else:
             blocks.append((data.name, t.partition.index, *tail))
@@ -172,7 +173,7 @@ def build_graph(
     layer(
         part_name,
         {
-            key: (run_partition, spec_key, block, i)
+            key: task(run_partition, ref(spec_key), ref(block), i)
             for i, (key, block) in enumerate(zip(parts, blocks, strict=True))
         },
         part_deps,
@@ -182,7 +183,7 @@ def build_graph(
 
     # the merge tree, down to at most split_every items for the finishing task
     strategies = {u.strategy for u in uplans}
-    level: list[Any] = parts if "tree" in strategies else []
+    level: list[Any] = parts if MergeStrategy.TREE in strategies else []
     merge_keys: list[Any] = []
     depth = 0
     merge_name = f"{label}-merge-{token}"
@@ -197,7 +198,7 @@ def build_graph(
                 next_level.append(group[0])
                 continue
             key = (merge_name, depth, j // split_every)
-            nodes[key] = (merge_node, spec_key, group)
+            nodes[key] = task(merge_node, ref(spec_key), [ref(k) for k in group])
             next_level.append(key)
         layer(name, nodes, {spec_key, *level_layers})
         merge_keys.extend(nodes)
@@ -208,27 +209,35 @@ def build_graph(
         final_deps |= level_layers
 
     chain: Any = None
-    if parts and "chain" in strategies:
+    if parts and MergeStrategy.CHAIN in strategies:
         chain_name = f"{label}-chain-{token}"
         steps = {}
         for i, part in enumerate(parts):
-            steps[(chain_name, i)] = (chain_step, spec_key, chain, part)
+            steps[(chain_name, i)] = task(chain_step, ref(spec_key), ref(chain), ref(part))
             chain = (chain_name, i)
         layer(chain_name, steps, {spec_key, part_name})
         final_deps.add(chain_name)
 
     blocks: list[Any] = []
     block_name = None
-    if parts and strategies & {"concat", "merge_all"}:
+    if parts and strategies & {MergeStrategy.CONCAT, MergeStrategy.MERGE_ALL}:
         block_name = f"{label}-nav-{token}"
-        tasks = {(block_name, i): (block, spec_key, part) for i, part in enumerate(parts)}
+        tasks = {
+            (block_name, i): task(block, ref(spec_key), ref(part)) for i, part in enumerate(parts)
+        }
         layer(block_name, tasks, {spec_key, part_name})
         blocks = list(tasks)
         final_deps.add(block_name)
 
     final_key = f"{label}-finish-{token}"
-    layer(
-        final_key, {final_key: (finish, spec_key, level, chain, blocks, with_results)}, final_deps
+    finishing = task(
+        finish,
+        ref(spec_key),
+        [ref(k) for k in level],
+        ref(chain),
+        [ref(k) for k in blocks],
+        with_results,
     )
+    layer(final_key, {final_key: finishing}, final_deps)
     hlg = HighLevelGraph(layers, deps)
     return UDFGraph(plan, hlg, parts, merge_keys, final_key, block_name if blocks else None)

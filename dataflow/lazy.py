@@ -21,13 +21,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
+from dataflow._dask import array_from_graph, ref, task
 from dataflow.buffers import fill_value
+from dataflow.merge import MergeStrategy
 
 if TYPE_CHECKING:
+    import dask.array as da
     import xarray as xr
 
     from dataflow.buffers import BufferWrapper
@@ -99,7 +101,7 @@ class _Builder:
         meta = np.empty((0,) * len(chunks), dtype=dtype)
         # copies: HighLevelGraph keeps the mappings it is given, and later arrays add to ours
         hlg = HighLevelGraph(dict(self.layers), {k: set(v) for k, v in self.deps.items()})
-        return da.Array(hlg, name, chunks, dtype=dtype, meta=meta)
+        return array_from_graph(hlg, name, chunks, dtype, meta)
 
     def from_blocks(self, k: int, name: str, decl: BufferWrapper) -> tuple[da.Array, da.Array]:
         """A default-merge nav buffer from the partitions' nav blocks: (raw, full)."""
@@ -110,7 +112,7 @@ class _Builder:
         label = f"{plan.label}-{k}-{name}"
         raw_name = f"{label}-raw-{self.token}"
         raw_tasks = {
-            (raw_name, i, *zeros): (_block_piece, (self.block_layer, i), k, name)
+            (raw_name, i, *zeros): task(_block_piece, ref((self.block_layer, i)), k, name)
             for i in range(len(plan.tasks))
         }
         raw_chunks = (tuple(t.n_frames for t in plan.tasks), *((s,) for s in extra))
@@ -127,9 +129,11 @@ class _Builder:
             key = (full_name, p.index, *zeros)
             i = by_partition.get(p.index)
             if i is None:
-                full_tasks[key] = (_filled, (p.n_frames, *extra), decl.dtype, fill)
+                full_tasks[key] = task(_filled, (p.n_frames, *extra), decl.dtype, fill)
             else:
-                full_tasks[key] = (_scatter, (raw_name, i, *zeros), flat_roi[p.slice], fill)
+                full_tasks[key] = task(
+                    _scatter, ref((raw_name, i, *zeros)), flat_roi[p.slice], fill
+                )
         chunks = (tuple(p.n_frames for p in plan.dataset.partitions), *((s,) for s in extra))
         full = self.array(full_name, full_tasks, {raw_name}, chunks, decl.dtype)
         return raw, full
@@ -143,7 +147,7 @@ class _Builder:
         raw_name = f"{label}-raw-{self.token}"
         raw = self.array(
             raw_name,
-            {(raw_name, *zeros): (_final_value, self.final_layer, k, name)},
+            {(raw_name, *zeros): task(_final_value, ref(self.final_layer), k, name)},
             {self.final_layer},
             tuple((s,) for s in shape),
             decl.dtype,
@@ -153,10 +157,10 @@ class _Builder:
         flat_roi = spec.roi.reshape(-1)
         full_shape = (len(flat_roi), *decl.extra_shape)
         full_name = f"{label}-full-{self.token}"
-        task = (_scatter, (raw_name, *zeros), flat_roi, fill_value(decl.dtype))
+        scatter = task(_scatter, ref((raw_name, *zeros)), flat_roi, fill_value(decl.dtype))
         full = self.array(
             full_name,
-            {(full_name, *zeros): task},
+            {(full_name, *zeros): scatter},
             {raw_name},
             tuple((s,) for s in full_shape),
             decl.dtype,
@@ -169,7 +173,10 @@ def _from_blocks(uplan: UDFPlan, decl: BufferWrapper) -> bool:
 
     default_results = type(uplan.udf).get_results is UDF.get_results
     return (
-        uplan.strategy == "concat" and decl.kind == "nav" and decl.use is None and default_results
+        uplan.strategy is MergeStrategy.CONCAT
+        and decl.kind == "nav"
+        and decl.use is None
+        and default_results
     )
 
 

@@ -20,6 +20,7 @@ buffers; those are concatenated, never merged.
 from __future__ import annotations
 
 import copy
+import enum
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,12 +33,15 @@ from dataflow.errors import UDFException, UndeclaredBufferError
 from dataflow.shape import Shape, Slice
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from dataflow.partition import PartitionResult
     from dataflow.plan import RunSpec, UDFPlan
     from dataflow.udf.base import UDF
 
 __all__ = [
     "Accumulator",
+    "MergeStrategy",
     "MergeItem",
     "chain_step",
     "client_udf",
@@ -50,6 +54,19 @@ __all__ = [
     "block",
     "Block",
 ]
+
+
+class MergeStrategy(enum.Enum):
+    """How the partial results of a UDF combine, chosen at inspection (``plan.py``)."""
+
+    #: default ``merge``, only nav buffers: the partitions' slices are concatenated
+    CONCAT = "concat"
+    #: a custom ``merge``: a tree of ``merge(dest, src)`` calls
+    TREE = "tree"
+    #: a custom ``merge`` with ``MERGE_TREE = False``: merges in partition order
+    CHAIN = "chain"
+    #: default ``merge``, other buffers, ``merge_all`` defined: one ``merge_all`` call
+    MERGE_ALL = "merge_all"
 
 
 @dataclass
@@ -82,7 +99,7 @@ def _copy(arr: np.ndarray) -> np.ndarray:
 
 
 def _is_tree(uplan: UDFPlan) -> bool:
-    return uplan.strategy == "tree"
+    return uplan.strategy is MergeStrategy.TREE
 
 
 def client_udf(spec: RunSpec, uplan: UDFPlan, arrays: Mapping[str, Any]) -> UDF:
@@ -205,7 +222,7 @@ def chain_step(
     """One link of the merge chain (``MERGE_TREE = False``): merge ``part`` into a copy."""
     out: list[Accumulator | None] = []
     for k, uplan in enumerate(spec.udfs):
-        if uplan.strategy != "chain":
+        if uplan.strategy is not MergeStrategy.CHAIN:
             out.append(None)
             continue
         prev = accs[k] if accs is not None else None
@@ -225,7 +242,7 @@ class Block:
 
     offset: int
     n_frames: int
-    #: per UDF: nav slices ("concat"), all buffers ("merge_all"), or None
+    #: per UDF: nav slices (CONCAT), all buffers (MERGE_ALL), or None
     buffers: tuple[dict[str, np.ndarray] | None, ...]
 
 
@@ -233,9 +250,9 @@ def block(spec: RunSpec, part: PartitionResult) -> Block:
     """The nav slices of default-merge UDFs, and the partial results of merge_all UDFs."""
     out: list[dict[str, np.ndarray] | None] = []
     for uplan, arrays in zip(spec.udfs, part.buffers, strict=True):
-        if uplan.strategy == "concat":
+        if uplan.strategy is MergeStrategy.CONCAT:
             out.append({name: arrays[name] for name in uplan.nav_names})
-        elif uplan.strategy == "merge_all":
+        elif uplan.strategy is MergeStrategy.MERGE_ALL:
             out.append(arrays)
         else:
             out.append(None)
@@ -291,20 +308,20 @@ def finish(
         root_item = merge_node(spec, top) if len(top) > 1 else _as_item(spec, top[0])
     out = []
     for k, uplan in enumerate(spec.udfs):
-        if uplan.strategy == "concat" and blocks:
+        if uplan.strategy is MergeStrategy.CONCAT and blocks:
             arrays = {
                 name: _joined([blk.buffers[k][name] for blk in blocks]) for name in uplan.nav_names
             }
             acc = Accumulator(
                 client_udf(spec, uplan, arrays), arrays, np.ones(spec.n_frames, dtype=bool)
             )
-        elif uplan.strategy == "merge_all" and blocks:
+        elif uplan.strategy is MergeStrategy.MERGE_ALL and blocks:
             acc = merge_all(spec, uplan, k, blocks)
-        elif uplan.strategy == "chain" and chain is not None:
+        elif uplan.strategy is MergeStrategy.CHAIN and chain is not None:
             acc = chain[k]
         else:
             acc = fresh_accumulator(spec, uplan)
-            if root_item is not None and uplan.strategy == "tree":
+            if root_item is not None and uplan.strategy is MergeStrategy.TREE:
                 _merge_root(spec, k, acc, root_item)
         out.append(collect_results(spec, uplan, acc) if with_results else acc)
     return tuple(out)
@@ -312,7 +329,7 @@ def finish(
 
 def collect_results(
     spec: RunSpec, uplan: UDFPlan, acc: Accumulator
-) -> dict[str, tuple[BufferWrapper, np.ndarray, np.ndarray | None]]:
+) -> dict[str, tuple[BufferWrapper, npt.NDArray[Any], npt.NDArray[np.bool_] | None]]:
     """Call ``get_results`` on the accumulator and check what it returns.
 
     Returns buffer name -> (declaration, array in raw shape, valid mask or None).
@@ -322,8 +339,8 @@ def collect_results(
     Raises
     ------
     UDFException
-        For undeclared or private names, or a dtype kind that differs from the
-        declaration.
+        For undeclared or private names, and for a value whose dtype or shape differs
+        from the declaration (lazy results take their meta from it).
     """
     udf = acc.udf
     udf.results = UDFData(acc.arrays, uplan.buffers)
@@ -350,11 +367,7 @@ def collect_results(
         if isinstance(value, ArrayWithMask):
             value, mask = value.data, value.mask
         arr = np.asarray(value)
-        if arr.dtype.kind != decl.dtype.kind:
-            raise UDFException(
-                f"{uplan.name}.get_results() returned {name!r} with dtype {arr.dtype}; the "
-                f"buffer is declared with dtype {decl.dtype} (kind {decl.dtype.kind!r})"
-            )
+        _check_result(spec, uplan, name, decl, arr)
         out[name] = (decl, arr, mask)
     for name, decl in uplan.buffers.items():
         if name in out or decl.use is not None:
@@ -366,3 +379,18 @@ def collect_results(
             f"{uplan.name}.get_results() did not return the result_only buffers {missing}"
         )
     return {n: out[n] for n in uplan.buffers if n in out}
+
+
+def _check_result(
+    spec: RunSpec, uplan: UDFPlan, name: str, decl: BufferWrapper, arr: np.ndarray
+) -> None:
+    """Raise unless ``arr`` has the declared dtype and shape of buffer ``name``."""
+    shape = decl.shape_for(spec.n_frames, spec.sig_shape)
+    if arr.dtype == decl.dtype and arr.shape == shape:
+        return
+    raise UDFException(
+        f"{uplan.name}.get_results() returned {name!r} with dtype {arr.dtype} and shape "
+        f"{arr.shape}; the buffer is declared with dtype {decl.dtype} and shape {shape} "
+        f"(kind={decl.kind!r}, extra_shape={decl.extra_shape}): return "
+        f"value.astype({str(decl.dtype)!r}) or declare the buffer as it is returned"
+    )

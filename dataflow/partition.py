@@ -9,7 +9,6 @@ buffer views for a tile are prepared before its frames are processed.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import threading
@@ -24,15 +23,12 @@ from dataflow.sources.regions import index_runs, run_bounds
 from dataflow.udf.base import UDFMeta, UDFMethod, _Cursor
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from dataflow.plan import PartitionTask, RunSpec, UDFPlan
     from dataflow.udf.base import UDF
 
 __all__ = ["PartitionResult", "run_partition"]
-
-#: Tile size when tiles are views of the partition's block (no copy is made).
-VIEW_TILE_BYTES = 256 * 2**20
-#: Tile size when tiles are copies (dtype conversion, ROI gaps): stays in cache.
-COPY_TILE_BYTES = 1 * 2**20
 
 
 @dataclass
@@ -44,40 +40,36 @@ class PartitionResult:
     offset: int
     n_frames: int
     #: per UDF: buffer name -> array (nav buffers hold this partition's frames)
-    buffers: tuple[dict[str, np.ndarray], ...]
+    buffers: tuple[dict[str, npt.NDArray[Any]], ...]
 
 
 class _OneBlasThread:
-    """One BLAS thread while partition tasks run side by side (reference counted).
+    """One BLAS thread in processes where partition tasks run side by side; set once.
 
     BLAS libraries start a thread per core for every call; with a task per core
     already running, matrix products then fight over the cores. The limit is
-    process-wide, so it is set when the first task enters and restored when the
-    last one leaves.
+    process-wide, so it is set by the first task that asks for it (``blas_threads ==
+    1``) and kept for the life of the process (a worker): entering and restoring
+    threadpoolctl's limit around every task cost more than small tasks themselves.
+    Runs that never ask for it (one task at a time, ``blas_threads`` None) leave BLAS
+    alone.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._count = 0
+        self._limited = False
         self._limiter: Any = None
-        self._controller: Any = None
 
-    def __enter__(self) -> None:
+    def ensure(self) -> None:
+        """Limit BLAS to one thread in this process, unless done already."""
+        if self._limited:  # the fast path: no lock once set
+            return
         with self._lock:
-            if self._count == 0:
-                if self._controller is None:
-                    from threadpoolctl import ThreadpoolController
+            if not self._limited:
+                from threadpoolctl import threadpool_limits
 
-                    self._controller = ThreadpoolController()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._count += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._count -= 1
-            if self._count == 0 and self._limiter is not None:
-                self._limiter.restore_original_limits()
-                self._limiter = None
+                self._limiter = threadpool_limits(limits=1, user_api="blas")
+                self._limited = True
 
 
 _BLAS_ONE_THREAD = _OneBlasThread()
@@ -120,7 +112,9 @@ def _tile_depth(spec: RunSpec, runners: list[_Runner], copies: bool) -> int:
         return spec.tile_depth
     frame_items = math.prod(spec.sig_shape)
     itemsize = max([r.dtype.itemsize for r in runners] + [spec.dataset_dtype.itemsize])
-    budget = COPY_TILE_BYTES if copies else VIEW_TILE_BYTES
+    # tiles that are copies stay in cache; views can be larger (no copy is made). Both
+    # sizes are the settings copy-tile-bytes / view-tile-bytes, read at plan time
+    budget = spec.copy_tile_bytes if copies else spec.view_tile_bytes
     depth: float = budget
     for r in runners:
         budget = min(budget, r.uplan.tile_bytes)
@@ -148,7 +142,7 @@ def _make_udf(
     return udf, arrays
 
 
-def run_partition(spec: RunSpec, block: np.ndarray, index: int) -> PartitionResult:
+def run_partition(spec: RunSpec, block: npt.ArrayLike, index: int) -> PartitionResult:
     """Run every UDF of ``spec`` over the frames of one partition.
 
     Parameters
@@ -170,9 +164,9 @@ def run_partition(spec: RunSpec, block: np.ndarray, index: int) -> PartitionResu
     sel = None if task.roi is None else np.flatnonzero(task.roi)
     frame_indices = np.arange(p.start, p.stop) if sel is None else p.start + sel
     cursor = _Cursor(0, task.n_frames)
-    limit = _BLAS_ONE_THREAD if spec.blas_threads == 1 else contextlib.nullcontext()
-    with limit:
-        return _run(spec, block, task, sel, frame_indices, cursor)
+    if spec.blas_threads == 1:
+        _BLAS_ONE_THREAD.ensure()
+    return _run(spec, block, task, sel, frame_indices, cursor)
 
 
 def _run(

@@ -18,9 +18,11 @@ import cloudpickle
 import numpy as np
 from dask.base import tokenize
 
-from dataflow.buffers import BufferWrapper
+from dataflow import config
+from dataflow.buffers import BufferWrapper, UDFData
 from dataflow.corrections import CorrectionSet
 from dataflow.errors import UDFException
+from dataflow.merge import MergeStrategy
 from dataflow.roi import normalize_roi
 from dataflow.udf.base import UDF, UDFMeta, UDFMethod, _default_merge_message, _implements
 
@@ -53,10 +55,8 @@ class UDFPlan:
     method: UDFMethod
     input_dtype: np.dtype
     buffers: Mapping[str, BufferWrapper]
-    #: how partial results combine: "concat" (default merge, nav buffers only: slices
-    #: are concatenated, never merged), "tree" (merge in a tree), "chain" (merge in
-    #: partition order, MERGE_TREE = False), "merge_all" (one merge_all call)
-    strategy: str
+    #: how partial results combine; see :class:`~dataflow.merge.MergeStrategy`
+    strategy: MergeStrategy
     has_preprocess: bool
     has_postprocess: bool
     tile_depth: float
@@ -113,6 +113,10 @@ class RunSpec:
     corrections: CorrectionSet | None = None
     #: 1: BLAS uses one thread inside tasks (several tasks run at once); None: no limit
     blas_threads: int | None = None
+    #: tile size when tiles are views of the partition's block (setting ``view-tile-bytes``)
+    view_tile_bytes: int = 256 * 2**20
+    #: tile size when tiles are copies (setting ``copy-tile-bytes``)
+    copy_tile_bytes: int = 1 * 2**20
 
     #: shape of one frame
     sig_shape: tuple[int, ...] = field(init=False)
@@ -157,6 +161,14 @@ class RunPlan:
     label: str
 
 
+#: names a buffer cannot have: UDFData's methods and attributes (a buffer is an
+#: attribute of ``self.results``, ``dest`` and ``src``, so it would hide them) and the
+#: mapping methods code may expect of it
+RESERVED_BUFFER_NAMES = frozenset(
+    {n for n in dir(UDFData) if not n.startswith("_")} | {"values", "get", "keys", "items"}
+)
+
+
 def _validate_buffers(udf: UDF, decls: Any) -> dict[str, BufferWrapper]:
     name = type(udf).__name__
     if not isinstance(decls, Mapping):
@@ -168,6 +180,12 @@ def _validate_buffers(udf: UDF, decls: Any) -> dict[str, BufferWrapper]:
         if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
             raise UDFException(
                 f"{name} declares a buffer named {key!r}; buffer names must be Python identifiers"
+            )
+        if key in RESERVED_BUFFER_NAMES:
+            raise ValueError(
+                f"{name} declares a buffer named {key!r}, which is reserved: buffers are "
+                f"attributes of self.results, dest and src, and would hide their method of "
+                f"that name; reserved names: {sorted(RESERVED_BUFFER_NAMES)}. Rename the buffer"
             )
         if key.startswith("_df_"):
             raise UDFException(
@@ -265,16 +283,16 @@ def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None, input_dtype: np
     )
 
 
-def _strategy(udf: UDF, buffers: Mapping[str, BufferWrapper]) -> str:
+def _strategy(udf: UDF, buffers: Mapping[str, BufferWrapper]) -> MergeStrategy:
     """How the partial results of ``udf`` combine; see ``UDFPlan.strategy``."""
     custom_merge = type(udf).merge is not UDF.merge
     if custom_merge:
-        return "tree" if getattr(udf, "MERGE_TREE", True) else "chain"
+        return MergeStrategy.TREE if getattr(udf, "MERGE_TREE", True) else MergeStrategy.CHAIN
     others = [k for k, d in buffers.items() if d.kind != "nav" and d.use != "result_only"]
     if not others:
-        return "concat"
+        return MergeStrategy.CONCAT
     if _implements(udf, "merge_all"):
-        return "merge_all"
+        return MergeStrategy.MERGE_ALL
     raise NotImplementedError(
         _default_merge_message(type(udf).__name__, others[0], buffers[others[0]].kind)
     )
@@ -339,6 +357,9 @@ def make_plan(
             PartitionTask(len(tasks), p, mask, offset, count, _with_data(dataset, p, mask))
         )
         offset += count
+    if len(tasks) < 2:
+        # a lone task never runs beside another of this run: BLAS may use every core
+        blas_threads = None
     spec = RunSpec(
         udfs=plans,
         dataset_shape=dataset.shape,
@@ -350,6 +371,9 @@ def make_plan(
         tile_delay=getattr(dataset, "tile_delay", None),
         corrections=corrections,
         blas_threads=blas_threads,
+        # settings are read here, on the client, so every worker tiles alike
+        view_tile_bytes=int(config.get("view-tile-bytes")),
+        copy_tile_bytes=int(config.get("copy-tile-bytes")),
     )
     token = tokenize(
         dataset,

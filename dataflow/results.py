@@ -22,9 +22,21 @@ from dataflow.buffers import BufferWrapper, fill_value
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    import numpy.typing as npt
     import xarray as xr
 
-__all__ = ["BufferResult", "ResultContext", "UDFResultDict", "UDFResults"]
+    from dataflow.plan import RunPlan
+    from dataflow.udf.base import UDF
+
+__all__ = [
+    "BufferResult",
+    "ResultContext",
+    "UDFResultDict",
+    "UDFResults",
+    "run_context",
+    "run_udf_attrs",
+    "udf_attrs",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,57 @@ class ResultContext:
     def sig_dims(self) -> tuple[str, ...]:
         """Signal dimension names."""
         return self.dims[len(self.nav_shape) :]
+
+
+def run_context(plan: RunPlan) -> ResultContext:
+    """The :class:`ResultContext` of a planned run: its dataset's shapes and labels, its ROI."""
+    ds = plan.dataset
+    return ResultContext(
+        nav_shape=tuple(ds.shape.nav),
+        sig_shape=tuple(ds.shape.sig),
+        dims=ds.dims,
+        coords=ds.coords,
+        roi=plan.spec.roi,
+        attrs=dict(ds.attrs),
+    )
+
+
+def run_udf_attrs(plan: RunPlan) -> list[dict[str, Any]]:
+    """:func:`udf_attrs` of every UDF of a planned run, in order."""
+    return [udf_attrs(u.udf) for u in plan.spec.udfs]
+
+
+def udf_attrs(udf: UDF) -> dict[str, Any]:
+    """Attributes naming a UDF and its parameters, as strings that any format stores.
+
+    Examples
+    --------
+    >>> from dataflow.udf.sum import SumUDF
+    >>> udf_attrs(SumUDF())["udf"]
+    'SumUDF'
+    """
+    import json
+
+    params = {k: _describe(v) for k, v in udf._kwargs.items()}
+    cls = type(udf)
+    return {
+        "udf": cls.__name__,
+        "udf_class": f"{cls.__module__}.{cls.__qualname__}",
+        "udf_params": json.dumps(params, sort_keys=True),
+    }
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return f"<array shape={value.shape} dtype={value.dtype}>"
+    if isinstance(value, (list, tuple)) and len(value) <= 16:
+        return [_describe(v) for v in value]
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class BufferResult:
@@ -127,12 +190,12 @@ class BufferResult:
         return self._raw.shape
 
     @property
-    def raw_data(self) -> np.ndarray:
+    def raw_data(self) -> npt.NDArray[Any]:
         """The buffer as computed: for nav buffers, the selected frames only, flattened."""
         return self._raw
 
     @cached_property
-    def data(self) -> np.ndarray:
+    def data(self) -> npt.NDArray[Any]:
         """The buffer in the dataset's navigation shape, fill value outside the ROI."""
         raw = self._raw
         if self.kind != "nav" or raw.shape[:1] != (self._n_selected,):
@@ -153,7 +216,7 @@ class BufferResult:
         return math.prod(self._ctx.nav_shape) if index is None else len(index)
 
     @cached_property
-    def valid_mask(self) -> np.ndarray:
+    def valid_mask(self) -> npt.NDArray[Any]:
         """Boolean, shaped like ``data``: True where the value is defined (merged, in the ROI)."""
         data = self.data
         nav = self._ctx.nav_shape
@@ -197,7 +260,7 @@ class BufferResult:
         mask = np.broadcast_to((~self._valid).reshape((-1,) + (1,) * (raw.ndim - 1)), raw.shape)
         return np.ma.array(raw, mask=mask)
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> npt.NDArray[Any]:
         data = self.data
         if dtype is not None and np.dtype(dtype) != data.dtype:
             return data.astype(dtype)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dask.callbacks import Callback
+from dataflow._dask import TaskFeed, get_in_calling_thread, local_stream_kwargs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,13 +27,43 @@ __all__ = [
     "JobCancelledError",
     "JobExecutor",
     "LocalSchedulerExecutor",
+    "PartitionDone",
+    "RunFailed",
+    "RunFinished",
     "StreamEvent",
     "cpu_count",
     "get_in_calling_thread",
 ]
 
-#: ("partition", task index, PartitionResult or None) or ("final", value)
-StreamEvent = tuple[Any, ...]
+
+@dataclass(frozen=True)
+class PartitionDone:
+    """A partition task finished: its index among the plan's tasks, and its result.
+
+    ``result`` is the :class:`~dataflow.partition.PartitionResult`, or None where the
+    stream was asked for no data (``want_data=False``).
+    """
+
+    index: int
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """The finishing task's value: the last event of a stream."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """The run raised ``error`` (internal to the local stream: raised to the consumer)."""
+
+    error: BaseException
+
+
+#: what :meth:`JobExecutor.stream` yields
+StreamEvent = PartitionDone | RunFinished
 
 
 def cpu_count() -> int:
@@ -41,25 +72,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def get_in_calling_thread(dsk: Mapping, key: Any) -> Any:
-    """Compute ``key`` with dask's minimal executor: no pool, no ordering pass.
-
-    That executor runs every task of the graph it is given, so the graph is first
-    culled to what ``key`` needs (reads of frames outside a ROI drop out). It calls
-    no scheduler callbacks, so while any are registered (``dask.diagnostics``, a
-    user's own) the synchronous scheduler runs the graph instead.
-    """
-    import dask.core
-    import dask.local
-    from dask.optimization import cull
-
-    if Callback.active:
-        return dask.local.get_sync(dsk, key)
-
-    needed, _ = cull(dsk, [key])
-    return dask.core.get(needed, key)
 
 
 class JobExecutor:
@@ -103,6 +115,15 @@ class JobExecutor:
         return 1
 
     @property
+    def supports_parameter_updates(self) -> bool:
+        """Whether ``run_udf_iter``'s ``update_parameters_experimental`` reaches the tasks.
+
+        True where tasks run in this process and share the plan's UDF objects; False
+        on a ``dask.distributed`` cluster, whose workers hold their own copies.
+        """
+        return True
+
+    @property
     def memory_per_thread(self) -> int | None:
         """Bytes of memory per worker thread where workers have a limit, else None.
 
@@ -124,40 +145,6 @@ class JobCancelledError(Exception):
     The run then raises :class:`~dataflow.errors.UDFRunCancelled` (LiberTEM:
     ``libertem.common.executor.JobCancelledError``).
     """
-
-
-class _Cancelled(Exception):
-    """Raised by the scheduler callback to stop a local run early."""
-
-
-class _Feed(Callback):
-    """Scheduler callback: report finished partition tasks, stop when cancelled."""
-
-    def __init__(
-        self,
-        index: Mapping[Any, int],
-        out: queue.SimpleQueue,
-        want_data: bool,
-        cancel: threading.Event,
-        window: threading.Semaphore | None,
-    ) -> None:
-        super().__init__()
-        self._index = index
-        self._out = out
-        self._want_data = want_data
-        self._cancel = cancel
-        self._window = window
-
-    def _pretask(self, key: Any, dsk: Any, state: Any) -> None:
-        if self._window is not None and key in self._index:
-            self._window.acquire()  # wait until the consumer has taken enough results
-        if self._cancel.is_set():
-            raise _Cancelled
-
-    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        i = self._index.get(key)
-        if i is not None:
-            self._out.put(("partition", i, result if self._want_data else None))
 
 
 class LocalSchedulerExecutor(JobExecutor):
@@ -197,30 +184,29 @@ class LocalSchedulerExecutor(JobExecutor):
         cancel = threading.Event()
         window = threading.Semaphore(self.n_workers) if lockstep else None
         index = {k: i for i, k in enumerate(partition_keys)}
-        feed = _Feed(index, events, want_data, cancel, window)
+
+        def done(i: int, result: Any) -> None:
+            events.put(PartitionDone(i, result if want_data else None))
+
+        feed = TaskFeed(index, done, cancel, window)
         get = self._get_function()
 
         def run() -> None:
             try:
-                # chunksize=1: the scheduler prepares one task per free worker at a time,
-                # so waiting for the window in _pretask never holds back finished results
-                # (the multiprocessing scheduler batches 6 tasks per worker by default)
-                value = get(
-                    dsk, final_key, callbacks=[feed._callback], chunksize=1, **self._pool_kwargs()
-                )
-                events.put(("final", value))
+                kwargs = {**local_stream_kwargs(feed), **self._pool_kwargs()}
+                events.put(RunFinished(get(dsk, final_key, **kwargs)))
             except BaseException as e:  # noqa: BLE001 (handed to the consumer, raised there)
-                events.put(("error", e))
+                events.put(RunFailed(e))
 
         worker = threading.Thread(target=run, name="dataflow-run", daemon=True)
         worker.start()
         try:
             while True:
                 event = events.get()
-                if event[0] == "error":
-                    raise event[1]
+                if isinstance(event, RunFailed):
+                    raise event.error
                 yield event
-                if event[0] == "final":
+                if isinstance(event, RunFinished):
                     return
                 if window is not None:
                     window.release()  # the consumer asks for more: one more may start

@@ -11,7 +11,8 @@ import dask.local
 import dask.multiprocessing
 import dask.threaded
 
-from dataflow.executor.base import LocalSchedulerExecutor, cpu_count, get_in_calling_thread
+from dataflow._dask import get_in_calling_thread
+from dataflow.executor.base import LocalSchedulerExecutor, cpu_count
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dataflow.executor.base import JobExecutor, StreamEvent, cpu_count
+from dataflow.executor.base import (
+    JobExecutor,
+    PartitionDone,
+    RunFinished,
+    StreamEvent,
+    cpu_count,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -72,11 +78,11 @@ def client_stream(
                 value = fut.result()
             else:
                 value = None
-            yield ("partition", index[fut.key], value)
+            yield PartitionDone(index[fut.key], value)
             fut.release()
         value = final.result()
         done = True
-        yield ("final", value)
+        yield RunFinished(value)
     finally:
         if not done:
             client.cancel(futures)
@@ -158,6 +164,10 @@ class DaskJobExecutor(JobExecutor):
     @property
     def memory_per_thread(self) -> int | None:
         return client_memory_per_thread(self.client)
+
+    @property
+    def supports_parameter_updates(self) -> bool:
+        return False  # the workers hold their own copies of the UDFs
 
     def get(self, dsk: Mapping, key: Any) -> Any:
         return self.client.get(dict(dsk), key, sync=True)

@@ -16,6 +16,7 @@ from dataflow.executor.integration import DaskIntegrationExecutor
 
 if TYPE_CHECKING:
     import dask.array as da
+    import numpy.typing as npt
     import xarray as xr
 
     from dataflow.lazy import LazyBuffer
@@ -53,16 +54,16 @@ class DelayedBufferResult:
         return self._buffer.raw
 
     @cached_property
-    def data(self) -> np.ndarray:
+    def data(self) -> npt.NDArray[Any]:
         """``delayed_data``, computed."""
         return np.asarray(self._buffer.data.compute())
 
     @cached_property
-    def raw_data(self) -> np.ndarray:
+    def raw_data(self) -> npt.NDArray[Any]:
         """``delayed_raw_data``, computed."""
         return np.asarray(self._buffer.raw.compute())
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> npt.NDArray[Any]:
         return self.data if dtype is None else self.data.astype(dtype)
 
     def to_xarray(self) -> xr.DataArray:

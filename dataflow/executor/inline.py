@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import dask.local
 
-from dataflow.executor.base import LocalSchedulerExecutor, get_in_calling_thread
+from dataflow._dask import get_in_calling_thread
+from dataflow.executor.base import LocalSchedulerExecutor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import dask
 import dask.local
 import dask.threaded
-from dask.base import get_scheduler
 
-from dataflow.executor.base import (
-    LocalSchedulerExecutor,
-    StreamEvent,
-    cpu_count,
+from dataflow._dask import (
+    configured_scheduler,
     get_in_calling_thread,
+    pool_size,
+    scheduler_client,
 )
+from dataflow.executor.base import LocalSchedulerExecutor, StreamEvent, cpu_count
 from dataflow.executor.dask import client_memory_per_thread, client_stream
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
     def _current(self) -> tuple[str, Any]:
         configured = dask.config.get("scheduler", None)
         if configured is not None:
-            get = get_scheduler(scheduler=configured)
-            client = getattr(get, "__self__", None)
-            if client is not None and type(client).__name__ == "Client":
+            get = configured_scheduler(configured)
+            client = scheduler_client(get)
+            if client is not None:
                 return "client", client
             return "local", get
         client = _active_client()
@@ -105,6 +105,11 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
         return 1 if self.n_workers > 1 else None
 
     @property
+    def supports_parameter_updates(self) -> bool:
+        # a dask.distributed client's workers hold their own copies of the UDFs
+        return self._current()[0] != "client"
+
+    @property
     def memory_per_thread(self) -> int | None:
         kind, value = self._current()
         return client_memory_per_thread(value) if kind == "client" else None
@@ -118,7 +123,7 @@ class DaskIntegrationExecutor(LocalSchedulerExecutor):
             return 1
         pool = dask.config.get("pool", None)  # a pool set in dask's config is used as it is
         if pool is not None:
-            return int(getattr(pool, "_max_workers", None) or getattr(pool, "_processes", 1))
+            return pool_size(pool)
         return int(dask.config.get("num_workers", None) or cpu_count())
 
 

@@ -552,6 +552,15 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _reset_kwargs(udf: UDF, kwargs: Mapping[str, Any]) -> None:
+    """Point a UDF's clean-copy keywords at ``kwargs``: later ``copy()`` calls use them.
+
+    ``run_udf_iter``'s ``update_parameters_experimental`` changes the plan's UDFs so.
+    """
+    udf._kwargs = dict(kwargs)
+    udf.params = UDFKwargsWrapper(kwargs)
+
+
 def _default_merge_message(udf_name: str, buffer_name: str, kind: str = "") -> str:
     of_kind = f"of kind {kind!r}" if kind else "of another kind"
     return (

@@ -50,3 +50,17 @@ def test_make_dask_array(ctx, data):
     np.testing.assert_array_equal(arr.compute(), data[roi])
     with pytest.raises(ValueError, match="array_backend is 'cupy'"):
         make_dask_array(ds, array_backend="cupy")
+
+
+@pytest.mark.parametrize(("argument", "value"), [("progress", True), ("plots", True)])
+def test_delayed_executor_warns_that_progress_and_plots_have_no_effect(data, argument, value):
+    from dataflow import Context
+    from dataflow.errors import DataflowWarning
+    from dataflow.udf.sum import SumUDF
+
+    with Context.make_with("delayed") as ctx:
+        ds = ctx.load("memory", data=data, num_partitions=2)
+        with pytest.warns(DataflowWarning, match=f"{argument}=True has no effect") as record:
+            res = ctx.run_udf(dataset=ds, udf=SumUDF(), **{argument: value})
+        assert record[0].filename == __file__  # stacklevel: the caller's line
+        np.testing.assert_allclose(res["intensity"].data, data.sum(axis=(0, 1)), rtol=1e-5)

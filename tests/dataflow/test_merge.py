@@ -174,3 +174,55 @@ def test_merge_all_is_called_once_with_ordered_partials(ctx, num_partitions):
     for p in parts[:-1]:
         covered = p.damage.data
         np.testing.assert_array_equal(p.buffers[0]["s"].data, data[covered].sum(axis=0))
+
+
+class Returns(UDF):
+    """get_results returns ``total`` with another dtype or shape than declared."""
+
+    def __init__(self, how="dtype"):
+        super().__init__(how=how)
+
+    def get_result_buffers(self):
+        return {
+            "s": self.buffer(kind="sig", dtype="float32"),
+            "total": self.buffer(kind="single", dtype="float32", use="result_only"),
+        }
+
+    def process_tile(self, tile):
+        self.results.s += tile.sum(axis=0)
+
+    def merge(self, dest, src):
+        dest.s += src.s
+
+    def get_results(self):
+        total = self.results.s.sum()
+        if self.params.how == "dtype":
+            return {"total": np.asarray([total], dtype="float64")}
+        if self.params.how == "shape":
+            return {"total": np.asarray([total, total], dtype="float32")}
+        return {"total": np.asarray([total], dtype="float32")}
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [("dtype", "dtype float64 and shape \\(1,\\)"), ("shape", "dtype float32 and shape \\(2,\\)")],
+)
+@pytest.mark.parametrize("lazy", [False, True])
+def test_results_of_another_dtype_or_shape_than_declared_raise(ctx, how, message, lazy):
+    from dataflow.errors import UDFException
+
+    data = np.ones((4, 4, 3, 3), dtype="float32")
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    expected = (
+        rf"Returns.get_results\(\) returned 'total' with {message}; .*float32 and shape \(1,\)"
+    )
+    if lazy:
+        res = ctx.run_udf(dataset=ds, udf=Returns(how=how), lazy=True)
+        with pytest.raises(UDFException, match=expected):
+            res["total"].compute()
+    else:
+        with pytest.raises(UDFException, match=expected):
+            ctx.run_udf(dataset=ds, udf=Returns(how=how))
+    res = ctx.run_udf(dataset=ds, udf=Returns(how="ok"), lazy=lazy)
+    total = res["total"].values if lazy else res["total"].data
+    np.testing.assert_array_equal(total, [144.0])

@@ -275,3 +275,40 @@ def test_inline_iteration_is_lockstep(ctx, data):
     next(gen)
     assert len(started) <= 2  # the first partition, and at most one ahead
     gen.close()
+
+
+@pytest.mark.distributed
+def test_update_parameters_under_an_active_client_raises(data):
+    distributed = pytest.importorskip("distributed")
+    from dataflow.api import Context
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        assert distributed.default_client() is client
+        ctx = Context()  # follows dask: here, the active client
+        ds = ctx.load("memory", data=data, num_partitions=4)
+        gen = ctx.run_udf_iter(dataset=ds, udf=Scaled(factor=1.0))
+        try:
+            next(gen)
+            with pytest.raises(NotImplementedError, match=r"dask\.distributed cluster"):
+                gen.update_parameters_experimental([{"factor": 5.0}])
+        finally:
+            gen.close()
+
+
+@pytest.mark.parametrize("name", ["items", "keys", "values", "get", "as_dict", "get_buffer"])
+def test_buffer_names_of_udfdata_methods_are_refused_before_reading(ctx, data, name):
+    class Named(UDF):
+        def get_result_buffers(self):
+            return {name: self.buffer(kind="nav")}
+
+        def process_frame(self, frame):
+            raise AssertionError("no data may be read")
+
+    ds = ctx.load("memory", data=data, num_partitions=2)
+    with pytest.raises(ValueError, match=rf"buffer named '{name}', which is reserved.*'items'"):
+        ctx.run_udf(dataset=ds, udf=Named())

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dataflow import UDF, Context
-from dataflow.partition import VIEW_FRAME_BYTES, _gather, _runs, _tiles
+from dataflow.partition import VIEW_FRAME_BYTES, _gather, _tiles
+from dataflow.sources.regions import index_runs as _runs
 
 
 class WhereFrom(UDF):
@@ -135,3 +136,16 @@ def test_runs_and_gather(rng):
     out = np.empty((len(rows), 3, 3), "float32")
     _gather(block, _runs(rows), out)
     np.testing.assert_array_equal(out, block[rows])
+
+
+@pytest.mark.parametrize(
+    ("setting", "dtype"), [("view-tile-bytes", "float32"), ("copy-tile-bytes", "float64")]
+)
+def test_tile_sizes_follow_the_settings(plain_ctx, rng, setting, dtype):
+    import dask
+
+    data = rng.random((4, 5, 16, 16), dtype="float32")
+    frame = 16 * 16 * np.dtype(dtype).itemsize
+    with dask.config.set({f"dataflow.{setting}": 3 * frame}):
+        res = _run(plain_ctx, data, None, dtype=dtype, num_partitions=1)
+    assert res["depth"].raw_data.max() == 3
