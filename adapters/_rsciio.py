@@ -1,15 +1,13 @@
 """Shared code of the microscopy adapters (mib, blo, emd, tvips, mrc, dm).
 
-Three pieces:
+Two pieces (path and argument checks, windows, ROI reads and the DataSet itself come
+from :mod:`dataflow.sources`):
 
-- path and argument checks that every adapter makes before reading any data;
 - :class:`Axis` and :func:`labels`: RosettaSciIO's axes (``name``, ``size``,
   ``scale``, ``offset``, ``units``) turned into dimension names, coordinates
   (``offset + scale * arange(size)``) and ``attrs["units"]``;
-- :class:`FrameReader` and :class:`OffsetFrameReader`: small picklable objects that
-  hold paths, byte offsets and dtypes and open the file inside the task. They are the
-  ``reader`` hook of :class:`~dataflow.sources.DataSet` (``reader(start, stop, mask)``)
-  and the body of every partition task, so a ROI skips unselected frames on disk.
+- :class:`OffsetFrameReader`: a :class:`~dataflow.sources.FrameReader` of frames at
+  fixed byte offsets in one or more files, which most of these formats are.
 
 RosettaSciIO backs many lazy arrays with :class:`numpy.memmap`, which pickles by value;
 its dask arrays never enter our graphs. It is imported only inside the adapters'
@@ -20,80 +18,22 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-from dask.base import tokenize
 
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, FrameLayout, default_dims
-from dataflow.sources import plan_partitions as _plan_partitions
 from dataflow.errors import DataSetException
+from dataflow.sources import FrameLayout, FrameReader, default_dims
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from types import ModuleType
 
-__all__ = [
-    "Axis",
-    "FrameReader",
-    "OffsetFrameReader",
-    "as_path",
-    "axes_from_rsciio",
-    "check_file",
-    "file_token",
-    "import_rsciio",
-    "labels",
-    "make_dataset",
-    "mask_runs",
-    "merge_nav_shape",
-    "tile_depth",
-]
+__all__ = ["Axis", "OffsetFrameReader", "axes_from_rsciio", "import_rsciio", "labels"]
 
 #: The extra that installs RosettaSciIO and what its readers need.
 EXTRA = "dataflow-udf[microscopy]"
-
-
-# paths and arguments -----------------------------------------------------------------------
-
-
-def as_path(path: Any, filetype: str, what: str = "file") -> Path:
-    """``path`` as an absolute :class:`~pathlib.Path`; TypeError for anything else.
-
-    Examples
-    --------
-    >>> as_path("scan.mib", "mib").name
-    'scan.mib'
-    >>> as_path(3, "mib")
-    Traceback (most recent call last):
-    ...
-    TypeError: path is a int; expected a str or os.PathLike naming a file
-    """
-    if path is None:
-        raise TypeError(f"ctx.load({filetype!r}, ...) needs path=<path of a {what}>")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"path is a {type(path).__name__}; expected a str or os.PathLike naming a {what}"
-        )
-    return Path(path).expanduser().absolute()
-
-
-def check_file(path: Path, filetype: str) -> os.stat_result:
-    """``os.stat`` of ``path``; FileNotFoundError or IsADirectoryError naming it."""
-    if not path.exists():
-        raise FileNotFoundError(f"no such {filetype} file: {str(path)!r}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory; expected a {filetype} file")
-    return path.stat()
-
-
-def file_token(filetype: str, paths: Sequence[Path], *parts: Any) -> str:
-    """A dataset token from paths, sizes and modification times (never the bytes)."""
-    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    return f"{filetype}-{tokenize(stats, *parts)}"
 
 
 def import_rsciio(module: str, filetype: str) -> ModuleType:
@@ -105,35 +45,6 @@ def import_rsciio(module: str, filetype: str) -> ModuleType:
             f"the {filetype!r} adapter reads through RosettaSciIO (rsciio.{module}), which could "
             f"not be imported: {e}. Install it with pip install '{EXTRA}'"
         ) from e
-
-
-def merge_nav_shape(
-    nav_shape: Sequence[int] | None, scan_size: Sequence[int] | None
-) -> Sequence[int] | None:
-    """LiberTEM's deprecated ``scan_size`` as ``nav_shape``; both at once is an error."""
-    if scan_size is None:
-        return nav_shape
-    if nav_shape is not None:
-        raise ValueError(
-            f"scan_size is {tuple(scan_size)!r} and nav_shape is {tuple(nav_shape)!r}; "
-            "pass only nav_shape (scan_size is its old name)"
-        )
-    return scan_size
-
-
-def tile_depth(tileshape: Sequence[int] | None) -> int | None:
-    """Frames per tile from LiberTEM's ``tileshape`` (its first entry), or None."""
-    if tileshape is None:
-        return None
-    try:
-        shape = tuple(int(s) for s in tileshape)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"tileshape is {tileshape!r}; expected a tuple of positive integers"
-        ) from None
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"tileshape is {tileshape!r}; expected a tuple of positive integers")
-    return shape[0]
 
 
 # axes, coordinates and units -----------------------------------------------------------------
@@ -298,62 +209,6 @@ def labels(
 # reading frames inside tasks -----------------------------------------------------------------
 
 
-def mask_runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of each run of True values in a 1-D boolean mask.
-
-    Examples
-    --------
-    >>> list(mask_runs(np.array([1, 1, 0, 0, 1, 0, 1], bool)))
-    [(0, 2), (4, 5), (6, 7)]
-    """
-    m = np.concatenate([[False], np.asarray(mask, bool), [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(m))
-    return ((int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True))
-
-
-@dataclass(frozen=True)
-class FrameReader:
-    """Dataset frames from a file, read inside the task; subclasses implement :meth:`read_raw`.
-
-    Calling ``reader(start, stop, mask)`` returns dataset frames ``start:stop``,
-    shaped ``(stop - start, *layout.sig_shape)``, reading only those where ``mask``
-    is True (others stay zero); frames that ``layout`` (``sync_offset``,
-    ``nav_shape``) puts outside the file are zeros.
-    """
-
-    layout: FrameLayout
-    dtype: np.dtype
-
-    def read_raw(self, a: int, b: int) -> np.ndarray:
-        """Frames ``a:b`` of the file, as a new array of shape ``(b - a, ...)``."""
-        raise NotImplementedError
-
-    def __call__(self, start: int, stop: int, mask: np.ndarray | None = None) -> np.ndarray:
-        sig = tuple(self.layout.sig_shape)
-        a, b, pre, post = self.layout.raw_window(start, stop)
-        if mask is None and not pre and not post:
-            return self.read_raw(a, b).reshape((stop - start, *sig))
-        out = np.zeros((stop - start, *sig), dtype=self.dtype)
-        if a >= b:
-            return out
-        if mask is None:
-            out[pre : pre + b - a] = self.read_raw(a, b).reshape((b - a, *sig))
-            return out
-        mask = np.asarray(mask, bool).reshape(-1)
-        if mask.shape != (stop - start,):
-            raise ValueError(
-                f"mask has {mask.size} entries; frames {start}:{stop} need {stop - start}"
-            )
-        for r0, r1 in mask_runs(mask[pre : pre + b - a]):
-            out[pre + r0 : pre + r1] = self.read_raw(a + r0, a + r1).reshape((r1 - r0, *sig))
-        return out
-
-    def block(self, block_info: dict | None = None) -> np.ndarray:
-        """The block of ``partition_array`` that ``block_info`` names (for ``map_blocks``)."""
-        start, stop = block_info[None]["array-location"][0]  # type: ignore[index]
-        return self(start, stop)
-
-
 @dataclass(frozen=True)
 class OffsetFrameReader(FrameReader):
     """Frames at fixed byte offsets in one or more files.
@@ -364,6 +219,8 @@ class OffsetFrameReader(FrameReader):
     :meth:`decode` turns the pixel bytes of ``n`` frames into native values.
     """
 
+    layout: FrameLayout
+    dtype: np.dtype
     files: tuple[tuple[str, int, int, int], ...] = ()
     record_bytes: int = 0
     skip: int = 0
@@ -376,8 +233,8 @@ class OffsetFrameReader(FrameReader):
         values = pixels.view(self.file_dtype).reshape((len(pixels), *self.raw_sig))
         return values.astype(self.dtype, copy=False)
 
-    def read_raw(self, a: int, b: int) -> np.ndarray:
-        out = np.empty((b - a, *self.raw_sig), dtype=self.dtype)
+    def read_frames(self, handle: Any, a: int, b: int, out: np.ndarray) -> None:
+        out = out.reshape((b - a, *self.raw_sig))  # a view: same items per frame
         for path, first, count, offset in self.files:
             lo, hi = max(a, first), min(b, first + count)
             if lo >= hi:
@@ -399,61 +256,3 @@ class OffsetFrameReader(FrameReader):
             records = buf.reshape(n, self.record_bytes)
             pixels = records[:, self.skip : self.skip + self.frame_bytes]
             out[lo - a : hi - a] = self.decode(np.ascontiguousarray(pixels))
-        return out
-
-
-def _read_block(reader: FrameReader, block_info: dict | None = None) -> np.ndarray:
-    return reader.block(block_info)
-
-
-def make_dataset(
-    reader: FrameReader,
-    *,
-    name: str,
-    token: str,
-    num_partitions: int | None = None,
-    partition_bytes: int = DEFAULT_PARTITION_BYTES,
-    min_partitions: int = 1,
-    dims: Sequence[str] | None = None,
-    coords: Mapping[str, Any] | None = None,
-    attrs: Mapping[str, Any] | None = None,
-    tileshape: Sequence[int] | None = None,
-) -> DataSet:
-    """A :class:`~dataflow.sources.DataSet` whose partition tasks call ``reader``.
-
-    The graph holds ``reader`` (paths, offsets, dtypes) once per partition task,
-    never a handle, a memory map or data. ``reader`` is also the DataSet's ROI hook.
-    """
-    layout = reader.layout
-    dtype = np.dtype(reader.dtype)
-    frame_bytes = math.prod(layout.sig_shape) * dtype.itemsize
-    partitions = _plan_partitions(
-        layout.n_frames,
-        frame_bytes,
-        row_length=layout.nav_shape[-1],
-        num_partitions=num_partitions,
-        min_partitions=min_partitions,
-        target_bytes=partition_bytes,
-    )
-    sizes = tuple(p.n_frames for p in partitions)
-    ndim = 1 + len(layout.sig_shape)
-    array = da.map_blocks(
-        _read_block,
-        chunks=(sizes, *((s,) for s in layout.sig_shape)),
-        dtype=dtype,
-        meta=np.empty((0,) * ndim, dtype=dtype),
-        name=f"{name}-{tokenize(token, sizes, layout)}",
-        reader=reader,
-    )
-    return DataSet(
-        array,
-        nav_shape=layout.nav_shape,
-        partitions=partitions,
-        token=f"{token}-{tokenize(layout)}",
-        dims=dims,
-        coords=coords,
-        attrs=attrs,
-        layout=layout,
-        tile_depth=tile_depth(tileshape),
-        reader=reader,
-    )

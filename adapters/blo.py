@@ -22,18 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
+    labels,
+)
+from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    DataSet,
     as_path,
     check_file,
     file_token,
-    labels,
-    make_dataset,
+    make_layout,
+    reader_dataset,
 )
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
-from dataflow.errors import DataSetException
+from dataflow.sources.adapter import Adapter
 
 if TYPE_CHECKING:
     import os
@@ -207,10 +211,10 @@ class BloAdapter(Adapter):
             file_dtype=np.dtype("uint8"),
             raw_sig=raw_sig,
         )
-        return make_dataset(
+        return reader_dataset(
             reader,
             name="blo",
-            token=file_token("blo", [p], endianess),
+            identity=(file_token([p]), endianess),
             num_partitions=num_partitions,
             partition_bytes=partition_bytes,
             min_partitions=min_partitions,

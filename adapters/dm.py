@@ -30,21 +30,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
-    as_path,
     axes_from_rsciio,
-    check_file,
-    file_token,
     import_rsciio,
     labels,
-    make_dataset,
-    merge_nav_shape,
 )
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    DataSet,
+    as_path,
+    check_file,
+    file_token,
+    make_layout,
+    merge_nav_shape,
+    reader_dataset,
+)
+from dataflow.sources.adapter import Adapter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -226,10 +230,10 @@ class DMAdapter(Adapter):
             file_dtype=dtype.newbyteorder(endian),
             raw_sig=raw_sig,
         )
-        return make_dataset(
+        return reader_dataset(
             reader,
             name="dm",
-            token=file_token("dm", [p], dataset_index),
+            identity=(file_token([p]), dataset_index),
             num_partitions=num_partitions,
             partition_bytes=partition_bytes,
             min_partitions=min_partitions,
@@ -307,10 +311,10 @@ def _open_stack(
         file_dtype=dtype.newbyteorder(endian),
         raw_sig=raw_sig,
     )
-    return make_dataset(
+    return reader_dataset(
         reader,
         name="dm",
-        token=file_token("dm", paths),
+        identity=file_token(paths),
         num_partitions=num_partitions,
         partition_bytes=partition_bytes,
         min_partitions=min_partitions,

@@ -27,23 +27,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
-    FrameReader,
-    as_path,
     axes_from_rsciio,
-    check_file,
-    file_token,
     import_rsciio,
     labels,
-    make_dataset,
 )
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, check_sig_dims, make_layout
 from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    DataSet,
+    FrameReader,
+    as_path,
+    check_file,
+    check_sig_dims,
+    file_token,
+    make_layout,
+    reader_dataset,
+)
+from dataflow.sources.adapter import Adapter
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Sequence
+
+    from dataflow.sources import FrameLayout
 
 __all__ = ["EMDAdapter", "find_datasets"]
 
@@ -91,13 +98,15 @@ def _close_h5(array: Any) -> None:
 class _HDF5FrameReader(FrameReader):
     """Frames of an HDF5 dataset, read by scan rows; the file is opened per call."""
 
+    layout: FrameLayout
+    dtype: np.dtype
     path: str = ""
     dataset: str = ""
     transposed: bool = False
     raw_shape: tuple[int, ...] = ()
     sig_dims: int = 2
 
-    def read_raw(self, a: int, b: int) -> np.ndarray:
+    def read_frames(self, handle: Any, a: int, b: int, out: np.ndarray) -> None:
         import h5py
 
         nav = self.raw_shape[: len(self.raw_shape) - self.sig_dims]
@@ -111,7 +120,7 @@ class _HDF5FrameReader(FrameReader):
             else:
                 block = ds[i0:i1]
         frames = np.asarray(block).reshape((-1, *sig))[a - i0 * inner : b - i0 * inner]
-        return frames.astype(self.dtype, copy=False)
+        out.reshape(frames.shape)[...] = frames
 
 
 class EMDAdapter(Adapter):
@@ -234,10 +243,10 @@ class EMDAdapter(Adapter):
             raw_shape=shape,
             sig_dims=sig_dims,
         )
-        return make_dataset(
+        return reader_dataset(
             reader,
             name="emd",
-            token=file_token("emd", [p], key),
+            identity=(file_token([p]), key),
             num_partitions=num_partitions,
             partition_bytes=partition_bytes,
             min_partitions=min_partitions,

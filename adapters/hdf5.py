@@ -12,28 +12,34 @@ opened (``pip install 'dataflow-udf[hdf5]'``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dask.base import tokenize
 
-from dataflow.sources.adapter import Adapter
-from dataflow.adapters.npy import mask_runs, reader_array
-from dataflow.adapters.zarr import chunk_boundaries, nav_regions
+from dataflow.errors import DataSetException
 from dataflow.sources import (
     DEFAULT_PARTITION_BYTES,
+    Adapter,
     DataSet,
+    FrameReader,
+    as_path,
+    check_count,
+    check_file,
     check_sig_dims,
+    chunk_boundaries,
+    file_token,
     make_layout,
-    plan_partitions,
+    nav_regions,
+    reader_dataset,
+    warn_ignored,
 )
-from dataflow.errors import DataSetException
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from dataflow.sources import FrameLayout
 
@@ -54,17 +60,6 @@ def _h5py() -> Any:
             "the hdf5 adapter needs h5py: pip install 'dataflow-udf[hdf5]' (or pip install h5py)"
         ) from e
     return h5py
-
-
-def _as_path(path: Any) -> Path:
-    """``path`` as an absolute :class:`~pathlib.Path`; a TypeError for anything else."""
-    if path is None:
-        raise TypeError("ctx.load('hdf5', ...) needs path=<path of an HDF5 file>")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"path is a {type(path).__name__}; expected a str or os.PathLike naming an HDF5 file"
-        )
-    return Path(path).expanduser().absolute()
 
 
 def list_datasets(f: Any) -> list[tuple[str, tuple[int, ...], np.dtype]]:
@@ -131,7 +126,8 @@ def _cache_bytes(chunks: tuple[int, ...] | None, itemsize: int) -> int:
     return int(min(_MAX_CACHE_BYTES, max(2**20, 4 * math.prod(chunks) * itemsize)))
 
 
-class H5FrameReader:
+@dataclass(frozen=True, repr=False)
+class H5FrameReader(FrameReader):
     """Read dataset frames from an HDF5 dataset: ``reader(start, stop, mask)``.
 
     Opens the file by path inside each call and closes it before returning, so it
@@ -155,36 +151,13 @@ class H5FrameReader:
         Size of HDF5's chunk cache while reading.
     """
 
-    __slots__ = ("cache_bytes", "ds_path", "dtype", "layout", "path", "sig_dims", "stored_shape")
-
-    def __init__(
-        self,
-        path: str,
-        ds_path: str,
-        stored_shape: tuple[int, ...],
-        sig_dims: int,
-        dtype: np.dtype,
-        layout: FrameLayout,
-        cache_bytes: int = 2**20,
-    ) -> None:
-        self.path = str(path)
-        self.ds_path = ds_path
-        self.stored_shape = tuple(stored_shape)
-        self.sig_dims = int(sig_dims)
-        self.dtype = np.dtype(dtype)
-        self.layout = layout
-        self.cache_bytes = int(cache_bytes)
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
-
-    def __dask_tokenize__(self) -> Any:
-        state = {name: getattr(self, name) for name in self.__slots__ if name != "dtype"}
-        return (type(self).__name__, *state.items(), self.dtype.str)
+    path: str
+    ds_path: str
+    stored_shape: tuple[int, ...]
+    sig_dims: int
+    dtype: np.dtype
+    layout: FrameLayout
+    cache_bytes: int = 2**20
 
     def __repr__(self) -> str:
         return (
@@ -192,22 +165,9 @@ class H5FrameReader:
             f"layout={self.layout!r})"
         )
 
-    def __call__(self, start: int, stop: int, mask: np.ndarray | None = None) -> np.ndarray:
-        """Dataset frames ``start:stop``, reading only those where ``mask`` is True."""
-        layout, sig = self.layout, tuple(self.layout.sig_shape)
-        nav = self.stored_shape[: len(self.stored_shape) - self.sig_dims]
-        stored_sig = self.stored_shape[len(nav) :]
-        windows = []
-        for i0, i1 in mask_runs(mask, stop - start):
-            a, b, pre, _ = layout.raw_window(start + i0, start + i1)
-            if a < b:
-                windows.append((i0 + pre, a, b))
-        covered = sum(b - a for _, a, b in windows)
-        make = np.empty if covered == stop - start else np.zeros
-        out = make((stop - start, *sig), dtype=self.dtype)
-        if not windows:
-            return out
-        flat = out.reshape((stop - start, *stored_sig))  # a view: same items per frame
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[Any]:
+        """The HDF5 dataset, open for the reads of one call; checked against the load."""
         h5py = _h5py()
         with h5py.File(self.path, "r", rdcc_nbytes=self.cache_bytes, rdcc_nslots=10007) as f:
             dset = f[self.ds_path]
@@ -217,14 +177,21 @@ class H5FrameReader:
                     f"{tuple(dset.shape)} and dtype {dset.dtype}; it had shape "
                     f"{self.stored_shape} and dtype {self.dtype} when it was opened. Load it again"
                 )
-            for pos, a, b in windows:
-                for region in nav_regions(a, b, nav):
-                    counts = tuple(s.stop - s.start for s in region)
-                    n = math.prod(counts)
-                    dest = flat[pos : pos + n].reshape((*counts, *stored_sig))
-                    dset.read_direct(dest, source_sel=region)
-                    pos += n
-        return out
+            yield dset
+
+    def read_frames(self, handle: Any, a: int, b: int, out: np.ndarray) -> None:
+        """Stored frames ``a:b``, as rectangles of the navigation axes, straight into ``out``."""
+        nav = self.stored_shape[: len(self.stored_shape) - self.sig_dims]
+        stored_sig = self.stored_shape[len(nav) :]
+        flat = out.reshape((b - a, *stored_sig))  # a view: same items per frame
+        pos = 0
+        for region in nav_regions(a, b, nav):
+            counts = tuple(s.stop - s.start for s in region)
+            n = math.prod(counts)
+            handle.read_direct(
+                flat[pos : pos + n].reshape((*counts, *stored_sig)), source_sel=region
+            )
+            pos += n
 
 
 class HDF5Adapter(Adapter):
@@ -304,8 +271,11 @@ class HDF5Adapter(Adapter):
             LiberTEM's name for ``partition_bytes``; wins if given.
         min_num_partitions
             LiberTEM's name for ``min_partitions``; the larger of the two is used.
-        tileshape, io_backend
-            Accepted for LiberTEM compatibility and ignored.
+        tileshape
+            LiberTEM's tile shape: tiles of ``tileshape[0]`` frames.
+        io_backend
+            Accepted for LiberTEM compatibility; anything but None has no effect and
+            gives a warning.
         num_partitions
             Number of partitions; by default about ``partition_bytes`` each.
         partition_bytes
@@ -343,18 +313,13 @@ class HDF5Adapter(Adapter):
         ignored (LiberTEM raises for anything but None); compressed data gives no
         warning; ``num_partitions`` is accepted.
         """
-        del tileshape, io_backend  # LiberTEM tiling and I/O knobs: no counterpart here
-        p = _as_path(path)
-        if isinstance(sig_dims, bool) or not isinstance(sig_dims, (int, np.integer)):
-            raise TypeError(f"sig_dims is {sig_dims!r}; expected an integer >= 1")
-        if not p.exists():
-            raise FileNotFoundError(f"no such HDF5 file: {str(p)!r}")
-        if p.is_dir():
-            raise IsADirectoryError(f"{str(p)!r} is a directory; expected an HDF5 file")
+        warn_ignored("hdf5", io_backend=(io_backend, None))
+        p = as_path(path, "hdf5", "HDF5 file")
+        sig_dims = check_count("sig_dims", sig_dims)
+        check_file(p, "HDF5")
         h5py = _h5py()
         if not h5py.is_hdf5(p):
             raise DataSetException(f"{str(p)!r} is not an HDF5 file (no HDF5 signature found)")
-        stat = p.stat()
         try:
             f = h5py.File(p, "r")
         except OSError as e:
@@ -387,19 +352,6 @@ class HDF5Adapter(Adapter):
             partition_bytes = target_size
         if min_num_partitions is not None:
             min_partitions = max(min_partitions, min_num_partitions)
-        partitions = plan_partitions(
-            layout.n_frames,
-            math.prod(layout.sig_shape) * dtype.itemsize,
-            row_length=layout.nav_shape[-1],
-            num_partitions=num_partitions,
-            min_partitions=min_partitions,
-            target_bytes=partition_bytes,
-            chunk_boundaries=bounds,
-        )
-        token = (
-            f"hdf5-{p}-{ds_path}-{stat.st_size}-{stat.st_mtime_ns}-{layout.nav_shape}-"
-            f"{layout.sig_shape}-{layout.sync_offset}"
-        )
         reader = H5FrameReader(
             str(p),
             ds_path,
@@ -409,13 +361,14 @@ class HDF5Adapter(Adapter):
             layout,
             cache_bytes=_cache_bytes(chunks, dtype.itemsize),
         )
-        sizes = tuple(part.n_frames for part in partitions)
-        return DataSet(
-            reader_array(reader, partitions, f"hdf5-{tokenize(token, chunks, sizes)}"),
-            nav_shape=layout.nav_shape,
-            partitions=partitions,
-            token=token,
+        return reader_dataset(
+            reader,
+            name="hdf5",
+            identity=(file_token([p]), chunks),
+            num_partitions=num_partitions,
+            partition_bytes=partition_bytes,
+            min_partitions=min_partitions,
+            chunk_boundaries=bounds,
             dims=dims,
-            layout=layout,
-            reader=reader,
+            tileshape=tileshape,
         )

@@ -35,18 +35,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     OffsetFrameReader,
+    labels,
+)
+from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    DataSet,
     as_path,
     check_file,
     file_token,
-    labels,
-    make_dataset,
+    make_layout,
     merge_nav_shape,
+    reader_dataset,
 )
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
-from dataflow.errors import DataSetException
+from dataflow.sources.adapter import Adapter
 
 if TYPE_CHECKING:
     import os
@@ -401,10 +405,10 @@ class MIBAdapter(Adapter):
             "layout": first.layout,
             "files": len(files),
         }
-        return make_dataset(
+        return reader_dataset(
             reader,
             name="mib",
-            token=file_token("mib", files),
+            identity=file_token(files),
             num_partitions=num_partitions,
             partition_bytes=partition_bytes,
             min_partitions=min_partitions,

@@ -20,20 +20,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
-    as_path,
     axes_from_rsciio,
-    check_file,
-    file_token,
     import_rsciio,
     labels,
-    make_dataset,
 )
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
 from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    DataSet,
+    as_path,
+    check_file,
+    file_token,
+    make_layout,
+    reader_dataset,
+)
+from dataflow.sources.adapter import Adapter
 
 if TYPE_CHECKING:
     import os
@@ -160,10 +164,10 @@ class MRCAdapter(Adapter):
             file_dtype=dtype.newbyteorder("<"),
             raw_sig=raw_sig,
         )
-        return make_dataset(
+        return reader_dataset(
             reader,
             name="mrc",
-            token=file_token("mrc", [p]),
+            identity=file_token([p]),
             num_partitions=num_partitions,
             partition_bytes=partition_bytes,
             min_partitions=min_partitions,

@@ -4,66 +4,43 @@ Opening reads the header only (shape, dtype, memory order, where the data starts
 ``nav_shape``, ``sig_shape`` and ``sync_offset`` reinterpret the stored items as
 LiberTEM's ``NPYDataSet`` does: a run of C-ordered frames from the start of the data.
 
-Reading goes through one small picklable object, :class:`BinaryFrameReader`, that
-holds the path, the data offset, the dtype and the frame layout: each partition task
-calls it for its frame range (a read-only view of a memory map of the file, see
-:class:`FileMaps`), and runs with a ROI call it with a mask, so only the contiguous
-runs of selected frames are read. The dask graph holds paths and offsets, never a
-handle or a memory map. The raw adapter reuses it.
+Reading goes through :class:`BinaryFrameReader`, a :class:`~dataflow.sources.FrameReader`
+of the path, the data offset, the dtype and the frame layout: a whole range of stored
+frames is a read-only view of a memory map of the file (see
+:class:`~dataflow.sources.filemaps.FileMaps`); runs with a ROI read only the runs of
+selected frames. The raw adapter reuses it.
 """
 
 from __future__ import annotations
 
 import math
-import mmap
 import os
-import threading
-from collections import OrderedDict
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-from dask.base import tokenize
 
-from dataflow.sources.adapter import Adapter
+from dataflow.errors import DataSetException
 from dataflow.sources import (
     DEFAULT_PARTITION_BYTES,
+    Adapter,
     DataSet,
     FrameLayout,
+    FrameReader,
+    as_path,
+    check_shape,
     check_sig_dims,
+    file_token,
     make_layout,
-    pad_frames,
-    plan_partitions,
+    reader_dataset,
+    warn_ignored,
 )
-from dataflow.errors import DataSetException
+from dataflow.sources.filemaps import FILE_MAPS, map_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from dataflow.sources import Partition
-
-__all__ = [
-    "FILE_MAPS",
-    "BinaryFrameReader",
-    "FileMaps",
-    "NPYAdapter",
-    "mask_runs",
-    "read_block",
-    "read_header",
-    "reader_array",
-]
-
-
-def _as_path(path: Any) -> Path:
-    """``path`` as an absolute :class:`~pathlib.Path`; a TypeError for anything else."""
-    if path is None:
-        raise TypeError("ctx.load('npy', ...) needs path=<path of a .npy file>")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"path is a {type(path).__name__}; expected a str or os.PathLike naming a .npy file"
-        )
-    return Path(path).expanduser().absolute()
+__all__ = ["BinaryFrameReader", "NPYAdapter", "read_header"]
 
 
 def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -93,7 +70,7 @@ def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype
     >>> read_header(p)
     ((2, 3), dtype('uint16'), False, 128)
     """
-    p = _as_path(path)
+    p = as_path(path, "npy", ".npy file")
     if not p.exists():
         raise FileNotFoundError(f"no such .npy file: {str(p)!r}")
     if p.is_dir():
@@ -124,101 +101,8 @@ def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype
     return tuple(int(s) for s in shape), np.dtype(dtype), bool(fortran_order), offset
 
 
-def mask_runs(mask: Any, n: int) -> list[tuple[int, int]]:
-    """Contiguous runs ``(i0, i1)`` of True in ``mask`` (all of ``0:n`` if it is None).
-
-    Examples
-    --------
-    >>> mask_runs(np.array([True, True, False, True]), 4)
-    [(0, 2), (3, 4)]
-    >>> mask_runs(None, 3)
-    [(0, 3)]
-    """
-    if mask is None:
-        return [(0, n)]
-    m = np.asarray(mask, dtype=bool).reshape(-1)
-    if m.size != n:
-        raise ValueError(f"mask has {m.size} entries; expected one per frame, {n}")
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], m.view(np.int8), [0]))))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
-def _map(path: str, start: int, length: int) -> np.ndarray:
-    """Bytes ``start:start + length`` of ``path``, mapped read-only, as a uint8 array.
-
-    The map stays open as long as the array (or a view of it) lives.
-    """
-    aligned = start - start % mmap.ALLOCATIONGRANULARITY
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(
-            f.fileno(), length + start - aligned, access=mmap.ACCESS_READ, offset=aligned
-        )
-    return np.frombuffer(mapped, dtype=np.uint8, count=length, offset=start - aligned)
-
-
-def _default_map_bytes() -> int:
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
-        return 0
-    return memory // 16
-
-
-class FileMaps:
-    """Whole files mapped read-only, kept open between tasks and runs (per process).
-
-    Mapping a file costs little; what costs is the kernel making a page-table entry for
-    every 4 KiB page on first access, again for every new map: on page-cached data
-    that halves the read speed (about 9 against 17 GiB/s on two threads measured on a
-    2-core machine). Files of up to ``capacity`` bytes in all therefore stay mapped, the
-    least recently used dropped first; larger ones are mapped per task. A file is
-    mapped again when its size, modification time or inode changes.
-
-    Mapped pages of the page cache count in the process's resident set size (they are
-    the kernel's to reclaim), which is why the capacity is a small share of memory:
-    1/16 of it by default, ``DATAFLOW_FILE_MAP_BYTES`` (bytes, 0 to switch the cache
-    off) in the environment overrides that.
-    """
-
-    def __init__(self, capacity: int | None = None) -> None:
-        if capacity is None:
-            configured = os.environ.get("DATAFLOW_FILE_MAP_BYTES")
-            capacity = int(configured) if configured else _default_map_bytes()
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._maps: OrderedDict[str, tuple[tuple[int, int, int], np.ndarray]] = OrderedDict()
-
-    def get(self, path: str, stat: os.stat_result) -> np.ndarray | None:
-        """All bytes of ``path`` as a read-only uint8 array, or None if it is too large."""
-        size = stat.st_size
-        if size == 0 or size > self.capacity:
-            return None
-        ident = (stat.st_ino, size, stat.st_mtime_ns)
-        with self._lock:
-            entry = self._maps.get(path)
-            if entry is not None and entry[0] == ident:
-                self._maps.move_to_end(path)
-                return entry[1]
-        whole = _map(path, 0, size)
-        with self._lock:
-            self._maps[path] = (ident, whole)
-            self._maps.move_to_end(path)
-            # dropping an entry unmaps it once no array uses it any more
-            while sum(len(m) for _, m in self._maps.values()) > self.capacity:
-                self._maps.popitem(last=False)
-        return whole
-
-    def clear(self) -> None:
-        """Forget every map (each closes when no array uses it any more)."""
-        with self._lock:
-            self._maps.clear()
-
-
-#: the maps of this process
-FILE_MAPS = FileMaps()
-
-
-class BinaryFrameReader:
+@dataclass(frozen=True, repr=False)
+class BinaryFrameReader(FrameReader):
     """Read dataset frames from a file of C-ordered frames that starts at ``offset``.
 
     ``reader(start, stop, mask)`` returns dataset frames ``start:stop``, shape
@@ -259,34 +143,19 @@ class BinaryFrameReader:
            [18, 19, 20]], dtype=uint8)
     """
 
-    __slots__ = ("dtype", "layout", "offset", "path", "pickled", "stored_sig_shape")
+    path: str
+    offset: int
+    dtype: np.dtype
+    layout: FrameLayout
+    stored_sig_shape: tuple[int, ...] = ()
+    pickled: bool = False
 
-    def __init__(
-        self,
-        path: str,
-        offset: int,
-        dtype: np.dtype,
-        layout: FrameLayout,
-        stored_sig_shape: tuple[int, ...] | None = None,
-        pickled: bool = False,
-    ) -> None:
-        self.path = str(path)
-        self.offset = int(offset)
-        self.dtype = np.dtype(dtype)
-        self.layout = layout
-        self.stored_sig_shape = tuple(stored_sig_shape or layout.sig_shape)
-        self.pickled = bool(pickled)
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
-
-    def __dask_tokenize__(self) -> Any:
-        state = {name: getattr(self, name) for name in self.__slots__ if name != "dtype"}
-        return (type(self).__name__, *state.items(), self.dtype.str, self.dtype.descr)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", str(self.path))
+        object.__setattr__(self, "offset", int(self.offset))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        if not self.stored_sig_shape:
+            object.__setattr__(self, "stored_sig_shape", tuple(self.layout.sig_shape))
 
     def __repr__(self) -> str:
         return (
@@ -298,6 +167,10 @@ class BinaryFrameReader:
     def _cropped(self) -> bool:
         return self.stored_sig_shape != tuple(self.layout.sig_shape)
 
+    @property
+    def _frame_bytes(self) -> int:
+        return math.prod(self.stored_sig_shape) * self.dtype.itemsize
+
     def _crop(self, frames: np.ndarray) -> np.ndarray:
         """``frames`` (stored shape) as dataset frames: reshaped, cropped if needed."""
         frames = frames.reshape((-1, *self.stored_sig_shape))
@@ -305,22 +178,34 @@ class BinaryFrameReader:
             frames = frames[(slice(None), *(slice(0, s) for s in self.layout.sig_shape))]
         return frames
 
-    def _read(self, f: Any, a: int, b: int) -> np.ndarray:
-        """Stored frames ``a:b`` from the open file ``f``, as dataset frames."""
-        items = math.prod(self.stored_sig_shape)
-        count = (b - a) * items
-        f.seek(self.offset + a * items * self.dtype.itemsize)
-        data = np.fromfile(f, dtype=self.dtype, count=count)
+    def opened(self) -> Any:
+        """The file, open for the reads of one call (the whole pickled array for objects)."""
+        if self.pickled:
+            import contextlib
+
+            return contextlib.nullcontext(self._crop(np.load(self.path, allow_pickle=True)))
+        return open(self.path, "rb")
+
+    def read_frames(self, handle: Any, a: int, b: int, out: np.ndarray) -> None:
+        """Stored frames ``a:b`` into ``out``: one ``np.fromfile`` (or a slice of objects)."""
+        if self.pickled:
+            out[...] = handle[a:b]
+            return
+        count = (b - a) * math.prod(self.stored_sig_shape)
+        handle.seek(self.offset + a * self._frame_bytes)
+        data = np.fromfile(handle, dtype=self.dtype, count=count)
         if data.size != count:
             raise OSError(
                 f"{self.path!r}: read {data.size} items for stored frames {a}:{b}; expected "
                 f"{count}. Was the file truncated after it was opened?"
             )
-        return self._crop(data)
+        out[...] = self._crop(data)
 
-    def _mapped(self, a: int, b: int) -> np.ndarray:
+    def read_view(self, a: int, b: int) -> np.ndarray | None:
         """Stored frames ``a:b`` as a read-only view of a memory map of the file."""
-        frame_bytes = math.prod(self.stored_sig_shape) * self.dtype.itemsize
+        if self.pickled or self._cropped or a == b:
+            return None
+        frame_bytes = self._frame_bytes
         stat = os.stat(self.path)
         if self.offset + b * frame_bytes > stat.st_size:  # the map would fail less clearly
             raise OSError(
@@ -332,80 +217,8 @@ class BinaryFrameReader:
             start = self.offset + a * frame_bytes
             view = whole[start : start + (b - a) * frame_bytes]
         else:
-            view = _map(self.path, self.offset + a * frame_bytes, (b - a) * frame_bytes)
+            view = map_bytes(self.path, self.offset + a * frame_bytes, (b - a) * frame_bytes)
         return view.view(self.dtype).reshape((b - a, *self.stored_sig_shape))
-
-    def _load_pickled(self) -> np.ndarray:
-        """All stored frames of an object-dtype ``.npy``: pickled, so no offsets."""
-        return self._crop(np.load(self.path, allow_pickle=True).reshape(-1))
-
-    def __call__(self, start: int, stop: int, mask: np.ndarray | None = None) -> np.ndarray:
-        """Dataset frames ``start:stop``, reading only those where ``mask`` is True."""
-        layout, sig = self.layout, tuple(self.layout.sig_shape)
-        if mask is None:  # the whole range: one read, padded with zero frames
-            a, b, pre, post = layout.raw_window(start, stop)
-            if a == b:
-                block = np.empty((0, *sig), dtype=self.dtype)
-            elif self.pickled:
-                block = np.array(self._load_pickled()[a:b])
-            elif not (pre or post or self._cropped):
-                return self._mapped(a, b)
-            else:
-                with open(self.path, "rb") as f:
-                    block = self._read(f, a, b)
-            return np.ascontiguousarray(pad_frames(block, pre, post, sig))
-        out = np.zeros((stop - start, *sig), dtype=self.dtype)
-        windows = []
-        for i0, i1 in mask_runs(mask, stop - start):
-            a, b, pre, _ = layout.raw_window(start + i0, start + i1)
-            if a < b:
-                windows.append((i0 + pre, a, b))
-        if not windows:
-            return out
-        if self.pickled:
-            stored = self._load_pickled()
-            for pos, a, b in windows:
-                out[pos : pos + b - a] = stored[a:b]
-            return out
-        with open(self.path, "rb") as f:
-            for pos, a, b in windows:
-                out[pos : pos + b - a] = self._read(f, a, b)
-        return out
-
-
-def read_block(reader: Any, block_info: dict | None = None) -> np.ndarray:
-    """The block of ``partition_array`` that ``block_info`` locates, read through ``reader``.
-
-    For ``da.map_blocks``: file adapters build their partition array from the same
-    ``reader(start, stop, mask)`` that runs with a ROI use.
-    """
-    start, stop = block_info[None]["array-location"][0]  # type: ignore[index]
-    return reader(start, stop, None)
-
-
-def reader_array(reader: Any, partitions: Sequence[Partition], name: str) -> da.Array:
-    """``partition_array`` of a DataSet: one block per partition, read by ``reader``.
-
-    Parameters
-    ----------
-    reader
-        A picklable ``reader(start, stop, mask)`` with ``layout`` and ``dtype``
-        attributes.
-    partitions
-        The partitions, in order, covering all frames.
-    name
-        The dask name of the array (deterministic: derive it from the DataSet token).
-    """
-    sig = tuple(reader.layout.sig_shape)
-    sizes = tuple(p.n_frames for p in partitions)
-    return da.map_blocks(
-        read_block,
-        chunks=(sizes, *((s,) for s in sig)),
-        dtype=reader.dtype,
-        meta=np.empty((0,) * (1 + len(sig)), dtype=reader.dtype),
-        name=name,
-        reader=reader,
-    )
 
 
 class NPYAdapter(Adapter):
@@ -464,7 +277,8 @@ class NPYAdapter(Adapter):
             Dataset frame ``i`` is stored frame ``i + sync_offset``: positive skips
             frames at the start, negative inserts blank frames.
         io_backend
-            Accepted for LiberTEM compatibility and ignored.
+            Accepted for LiberTEM compatibility; anything but None has no effect and
+            gives a warning.
         num_partitions
             Number of partitions; by default about ``partition_bytes`` each.
         partition_bytes
@@ -501,8 +315,8 @@ class NPYAdapter(Adapter):
         items left over after the last whole frame of ``sig_shape`` are an error
         (LiberTEM drops them silently).
         """
-        del io_backend  # LiberTEM's I/O backends have no counterpart here
-        p = _as_path(path)
+        warn_ignored("npy", io_backend=(io_backend, None))
+        p = as_path(path, "npy", ".npy file")
         shape, dtype, fortran_order, offset = read_header(p)
         if fortran_order:
             raise DataSetException(
@@ -514,7 +328,7 @@ class NPYAdapter(Adapter):
                 f"{str(p)!r} holds an array of dtype {dtype} (Python objects, pickled); "
                 "pass allow_pickle=True to load it, for files you trust only"
             )
-        sig = None if sig_shape is None else _shape_arg("sig_shape", sig_shape)
+        sig = None if sig_shape is None else check_shape("sig_shape", sig_shape)
         if sig_dims is not None or sig is None:
             sig_dims = check_sig_dims(2 if sig_dims is None else sig_dims, shape, repr(str(p)))
             if sig is not None and len(sig) != sig_dims:
@@ -553,40 +367,16 @@ class NPYAdapter(Adapter):
             sync_offset=sync_offset,
             source=repr(str(p)),
         )
-        partitions = plan_partitions(
-            layout.n_frames,
-            frame_items * dtype.itemsize,
-            row_length=layout.nav_shape[-1],
-            num_partitions=num_partitions,
-            min_partitions=min_partitions,
-            target_bytes=partition_bytes,
-        )
-        token = f"npy-{p}-{stat.st_size}-{stat.st_mtime_ns}-{_layout_key(layout)}"
         reader = BinaryFrameReader(str(p), offset, dtype, layout, pickled=dtype.hasobject)
-        sizes = tuple(part.n_frames for part in partitions)
-        return DataSet(
-            reader_array(reader, partitions, f"npy-{tokenize(token, sizes)}"),
-            nav_shape=layout.nav_shape,
-            partitions=partitions,
-            token=token,
+        return reader_dataset(
+            reader,
+            name="npy",
+            identity=file_token([p]),
+            num_partitions=num_partitions,
+            partition_bytes=partition_bytes,
+            min_partitions=min_partitions,
             dims=dims,
-            layout=layout,
-            reader=reader,
         )
-
-
-def _shape_arg(name: str, shape: Any) -> tuple[int, ...]:
-    """``shape`` as a tuple of positive integers (a TypeError or ValueError naming ``name``)."""
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise TypeError(f"{name} is {shape!r}; expected a tuple of positive integers")
-    out = []
-    for s in shape:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
-            raise TypeError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
-        out.append(int(s))
-    if not out or min(out) < 1:
-        raise ValueError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
-    return tuple(out)
 
 
 def _stored_sig_dims(shape: tuple[int, ...], frame_items: int) -> int | None:
@@ -595,10 +385,3 @@ def _stored_sig_dims(shape: tuple[int, ...], frame_items: int) -> int | None:
         if math.prod(shape[-k:]) == frame_items:
             return k
     return None
-
-
-def _layout_key(layout: FrameLayout) -> str:
-    """The layout in a DataSet token: shapes and offset, so each layout names its own keys."""
-    nav = "x".join(map(str, layout.nav_shape))
-    sig = "x".join(map(str, layout.sig_shape))
-    return f"{nav}-{sig}-{layout.sync_offset}"

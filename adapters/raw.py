@@ -15,35 +15,32 @@ only the selected frames.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dask.base import tokenize
 
-from dataflow.sources.adapter import Adapter
-from dataflow.adapters.npy import BinaryFrameReader, reader_array
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout, plan_partitions
+from dataflow.adapters.npy import BinaryFrameReader
 from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    Adapter,
+    DataSet,
+    as_path,
+    check_file,
+    check_shape,
+    file_token,
+    make_layout,
+    reader_dataset,
+    warn_ignored,
+)
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
 __all__ = ["RawAdapter"]
 
 _NUMERIC_KINDS = "biufc"
-
-
-def _as_path(path: Any) -> Path:
-    """``path`` as an absolute :class:`~pathlib.Path`; a TypeError for anything else."""
-    if path is None:
-        raise TypeError("ctx.load('raw', ...) needs path=<path of a raw binary file>")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"path is a {type(path).__name__}; expected a str or os.PathLike naming a raw file"
-        )
-    return Path(path).expanduser().absolute()
 
 
 def _as_dtype(dtype: Any) -> np.dtype:
@@ -68,20 +65,6 @@ def _as_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _shape(name: str, shape: Any) -> tuple[int, ...]:
-    """``shape`` as a tuple of positive integers (a TypeError or ValueError naming ``name``)."""
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise TypeError(f"{name} is {shape!r}; expected a tuple of positive integers")
-    out = []
-    for s in shape:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
-            raise TypeError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
-        out.append(int(s))
-    if not out or min(out) < 1:
-        raise ValueError(f"{name} is {tuple(shape)!r}; expected a tuple of positive integers")
-    return tuple(out)
-
-
 def _pick(new_name: str, new: Any, old_name: str, old: Any) -> Any:
     """A keyword that has an older LiberTEM name: at most one of the two may be given."""
     if new is not None and old is not None:
@@ -102,7 +85,7 @@ def _frame_shapes(
                 "ctx.load('raw', ...) needs sig_shape=, the shape of one frame, such as "
                 "(256, 256) (detector_size= is its older name)"
             )
-        sig = _shape("sig_shape", sig_shape)
+        sig = check_shape("sig_shape", sig_shape)
         return sig, sig
     if crop_detector_to is None or detector_size_raw is None:
         given = "crop_detector_to" if crop_detector_to is not None else "detector_size_raw"
@@ -115,8 +98,8 @@ def _frame_shapes(
             f"sig_shape ({sig_shape!r}) and crop_detector_to ({crop_detector_to!r}) both give "
             "the frame shape; pass one of them"
         )
-    stored = _shape("detector_size_raw", detector_size_raw)
-    crop = _shape("crop_detector_to", crop_detector_to)
+    stored = check_shape("detector_size_raw", detector_size_raw)
+    crop = check_shape("crop_detector_to", crop_detector_to)
     if len(crop) != len(stored) or any(c > s for c, s in zip(crop, stored, strict=True)):
         raise ValueError(
             f"crop_detector_to is {crop}; it must fit inside detector_size_raw {stored} "
@@ -195,8 +178,11 @@ class RawAdapter(Adapter):
         sync_offset
             Dataset frame ``i`` is stored frame ``i + sync_offset``: positive skips
             frames at the start, negative inserts blank frames.
-        enable_direct, io_backend, tileshape
-            Accepted for LiberTEM compatibility and ignored.
+        tileshape
+            LiberTEM's tile shape: tiles of ``tileshape[0]`` frames.
+        enable_direct, io_backend
+            Accepted for LiberTEM compatibility; values other than the defaults have
+            no effect and give a warning.
         num_partitions
             Number of partitions; by default about ``partition_bytes`` each.
         partition_bytes
@@ -229,8 +215,8 @@ class RawAdapter(Adapter):
         crop each stored frame (LiberTEM 0.16 raises unless the two are equal); the old
         names and ``enable_direct``/``tileshape`` give no ``FutureWarning``.
         """
-        del enable_direct, io_backend, tileshape  # LiberTEM I/O and tiling knobs: no effect
-        p = _as_path(path)
+        warn_ignored("raw", enable_direct=(enable_direct, False), io_backend=(io_backend, None))
+        p = as_path(path, "raw", "raw binary file")
         dt = _as_dtype(dtype)
         nav_arg = _pick("nav_shape", nav_shape, "scan_size", scan_size)
         sig_arg = _pick("sig_shape", sig_shape, "detector_size", detector_size)
@@ -239,13 +225,9 @@ class RawAdapter(Adapter):
                 "ctx.load('raw', ...) needs nav_shape=, the scan shape, such as (64, 64) "
                 "(scan_size= is its older name)"
             )
-        nav = _shape("nav_shape", nav_arg)
+        nav = check_shape("nav_shape", nav_arg)
         stored_sig, sig = _frame_shapes(sig_arg, detector_size_raw, crop_detector_to)
-        if not p.exists():
-            raise FileNotFoundError(f"no such raw file: {str(p)!r}")
-        if p.is_dir():
-            raise IsADirectoryError(f"{str(p)!r} is a directory; expected a raw binary file")
-        stat = p.stat()
+        stat = check_file(p, "raw")
         frame_bytes = math.prod(stored_sig) * dt.itemsize
         n_raw, rest = divmod(stat.st_size, frame_bytes)
         if rest or not n_raw:
@@ -261,26 +243,14 @@ class RawAdapter(Adapter):
             sync_offset=sync_offset,
             source=repr(str(p)),
         )
-        partitions = plan_partitions(
-            layout.n_frames,
-            math.prod(sig) * dt.itemsize,
-            row_length=layout.nav_shape[-1],
-            num_partitions=num_partitions,
-            min_partitions=min_partitions,
-            target_bytes=partition_bytes,
-        )
-        token = (
-            f"raw-{p}-{stat.st_size}-{stat.st_mtime_ns}-{dt.str}-{stored_sig}-{sig}-"
-            f"{layout.nav_shape}-{layout.sync_offset}"
-        )
         reader = BinaryFrameReader(str(p), 0, dt, layout, stored_sig_shape=stored_sig)
-        sizes = tuple(part.n_frames for part in partitions)
-        return DataSet(
-            reader_array(reader, partitions, f"raw-{tokenize(token, sizes)}"),
-            nav_shape=layout.nav_shape,
-            partitions=partitions,
-            token=token,
+        return reader_dataset(
+            reader,
+            name="raw",
+            identity=file_token([p]),
+            num_partitions=num_partitions,
+            partition_bytes=partition_bytes,
+            min_partitions=min_partitions,
             dims=dims,
-            layout=layout,
-            reader=reader,
+            tileshape=tileshape,
         )

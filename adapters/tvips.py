@@ -27,18 +27,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dataflow.sources.adapter import Adapter
 from dataflow.adapters._rsciio import (
     Axis,
     OffsetFrameReader,
+    labels,
+)
+from dataflow.errors import DataSetException
+from dataflow.sources import (
+    DEFAULT_PARTITION_BYTES,
+    DataSet,
     as_path,
     check_file,
     file_token,
-    labels,
-    make_dataset,
+    make_layout,
+    reader_dataset,
 )
-from dataflow.sources import DEFAULT_PARTITION_BYTES, DataSet, make_layout
-from dataflow.errors import DataSetException
+from dataflow.sources.adapter import Adapter
 
 if TYPE_CHECKING:
     import os
@@ -292,10 +296,10 @@ class TVIPSAdapter(Adapter):
             file_dtype=dtype,
             raw_sig=raw_sig,
         )
-        return make_dataset(
+        return reader_dataset(
             reader,
             name="tvips",
-            token=file_token("tvips", files),
+            identity=file_token(files),
             num_partitions=num_partitions,
             partition_bytes=partition_bytes,
             min_partitions=min_partitions,

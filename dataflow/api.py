@@ -229,6 +229,17 @@ class Context:
             adapter = guess_adapter(path)
         else:
             adapter = get_adapter(filetype)
+        if io_backend is not None:
+            if _accepts(adapter, "io_backend"):
+                kwargs["io_backend"] = io_backend  # the adapter warns that it has no effect
+            else:
+                warnings.warn(
+                    f"io_backend={io_backend!r} has no effect on ctx.load({filetype!r}, ...): "
+                    "dataflow reads data its own way (LiberTEM's io_backend has no "
+                    "counterpart). Leave it out",
+                    DataflowWarning,
+                    stacklevel=2,
+                )
         kwargs.setdefault("min_partitions", self.executor.n_workers)
         per_thread = self.executor.memory_per_thread
         if per_thread and "partition_bytes" not in kwargs and _accepts(adapter, "partition_bytes"):

@@ -31,6 +31,7 @@ from dataflow.sources.checks import (
     check_sig_dims,
     merge_nav_shape,
     tile_depth,
+    warn_ignored,
 )
 from dataflow.sources.layout import FrameLayout, make_layout, pad_frames
 from dataflow.sources.model import DataSet, DataSetMeta, default_dims
@@ -84,5 +85,6 @@ __all__ = [
     "reader_dataset",
     "run_bounds",
     "tile_depth",
+    "warn_ignored",
     "whole_chunk_count",
 ]

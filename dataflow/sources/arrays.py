@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import dask.array as da
 import numpy as np
 
+from dataflow._dask import array_from_blocks, task
 from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.sources.adapter import Adapter
-from dataflow.sources.checks import check_sig_dims, tile_depth
+from dataflow.sources.checks import check_sig_dims, tile_depth, warn_ignored
 from dataflow.sources.layout import make_layout, pad_frames
 from dataflow.sources.model import DataSet
 from dataflow.sources.partitions import DEFAULT_PARTITION_BYTES, plan_partitions
@@ -109,17 +110,16 @@ class MemoryAdapter(Adapter):
         # partitions that reach past the data (sync_offset, a larger nav_shape) get a task
         # that pads them with zero frames
         zeros = (0,) * len(layout.sig_shape)
-        dsk: dict[Any, Any] = {}
+        blocks: dict[tuple[int, ...], Any] = {}
         for p in partitions:
             a, b, pre, post = layout.raw_window(p.start, p.stop)
             view = raw[a:b]
-            if pre or post:
-                dsk[(name, p.index, *zeros)] = (pad_frames, view, pre, post, layout.sig_shape)
-            else:
-                dsk[(name, p.index, *zeros)] = view
+            padded = pre or post
+            blocks[(p.index, *zeros)] = (
+                task(pad_frames, view, pre, post, layout.sig_shape) if padded else view
+            )
         chunks = (tuple(p.n_frames for p in partitions), *((s,) for s in layout.sig_shape))
-        meta = np.empty((0,) * raw.ndim, dtype=raw.dtype)
-        array = da.Array(dsk, name, chunks, dtype=raw.dtype, meta=meta)
+        array = array_from_blocks(name, blocks, chunks, raw.dtype)
         return DataSet(
             array,
             nav_shape=layout.nav_shape,
@@ -165,6 +165,9 @@ class DaskAdapter(Adapter):
         axes) where enough of them exist; signal chunks are merged into whole frames.
         ``min_size`` (bytes) is LiberTEM's name for ``partition_bytes``.
         """
+        warn_ignored(
+            "dask", io_backend=(io_backend, None), preserve_dimensions=(preserve_dimensions, True)
+        )
         if not isinstance(dask_array, da.Array):
             raise TypeError(
                 f"ctx.load('dask', ...) needs a dask.array.Array; got {type(dask_array).__name__}"

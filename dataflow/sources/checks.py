@@ -8,12 +8,13 @@ was given and what was expected.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.errors import DataSetException
+from dataflow.errors import DataflowWarning, DataSetException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "check_sig_dims",
     "merge_nav_shape",
     "tile_depth",
+    "warn_ignored",
 ]
 
 
@@ -154,6 +156,27 @@ def check_file(path: Path, filetype: str) -> os.stat_result:
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a directory; expected a {filetype} file")
     return path.stat()
+
+
+def warn_ignored(filetype: str, **options: tuple[Any, Any]) -> None:
+    """Warn for each of LiberTEM's options that is given but has no effect here.
+
+    Each keyword is an option's name, its value a ``(given, default)`` pair: a value
+    other than the default gets a :class:`~dataflow.errors.DataflowWarning`.
+
+    Examples
+    --------
+    >>> warn_ignored("npy", io_backend=(None, None))  # the default: no warning
+    """
+    for name, (value, default) in options.items():
+        if value is default or value == default:
+            continue
+        warnings.warn(
+            f"{name}={value!r} has no effect on ctx.load({filetype!r}, ...): dataflow reads "
+            f"data its own way (LiberTEM's {name} has no counterpart). Leave it out",
+            DataflowWarning,
+            stacklevel=4,
+        )
 
 
 def merge_nav_shape(

@@ -154,13 +154,13 @@ def test_roi_reads_only_selected_frames(ctx, tmp_path, monkeypatch):
     write_blo(tmp_path / "r.blo", data)
     ds = BloAdapter.open(tmp_path / "r.blo", num_partitions=3)
     reads = []
-    original = _rsciio.OffsetFrameReader.read_raw
+    original = _rsciio.OffsetFrameReader.read_frames
 
-    def spy(self, a, b):
+    def spy(self, handle, a, b, out):
         reads.append((a, b))
-        return original(self, a, b)
+        return original(self, handle, a, b, out)
 
-    monkeypatch.setattr(_rsciio.OffsetFrameReader, "read_raw", spy)
+    monkeypatch.setattr(_rsciio.OffsetFrameReader, "read_frames", spy)
     roi = np.zeros((4, 6), bool)
     roi[0, 1] = roi[2, 2:5] = True
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)

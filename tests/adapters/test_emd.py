@@ -129,13 +129,13 @@ def test_roi_reads_only_rows_of_selected_frames(ctx, tmp_path, monkeypatch):
     write_emd(tmp_path / "r.emd", data)
     ds = EMDAdapter.open(tmp_path / "r.emd", num_partitions=2)
     reads = []
-    original = emd._HDF5FrameReader.read_raw
+    original = emd._HDF5FrameReader.read_frames
 
-    def spy(self, a, b):
+    def spy(self, handle, a, b, out):
         reads.append((a, b))
-        return original(self, a, b)
+        return original(self, handle, a, b, out)
 
-    monkeypatch.setattr(emd._HDF5FrameReader, "read_raw", spy)
+    monkeypatch.setattr(emd._HDF5FrameReader, "read_frames", spy)
     roi = np.zeros((4, 6), bool)
     roi[1, 2] = roi[3, 0:2] = True
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)

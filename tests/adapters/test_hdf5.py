@@ -13,7 +13,7 @@ import pytest
 
 import dataflow
 from dataflow.adapters.hdf5 import H5FrameReader, HDF5Adapter
-from dataflow.errors import DataSetException
+from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.testing import AdapterTests, FrameCopyUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
@@ -133,7 +133,9 @@ def test_partition_bytes_and_libertem_names(h5py, tmp_path):
     assert HDF5Adapter.open(path, target_size=3 * row).get_num_partitions() == 2
     assert HDF5Adapter.open(path, min_num_partitions=3).get_num_partitions() == 3
     assert HDF5Adapter.open(path, min_num_partitions=2, min_partitions=6).get_num_partitions() == 6
-    ds = HDF5Adapter.open(path, tileshape=(1, 8, 9), io_backend=object())
+    with pytest.warns(DataflowWarning, match="io_backend="):
+        ds = HDF5Adapter.open(path, tileshape=(1, 8, 9), io_backend=object())
+    assert ds.tile_depth == 1
     np.testing.assert_array_equal(ds.array.compute(), data)
 
 

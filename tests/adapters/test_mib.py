@@ -242,13 +242,13 @@ def test_roi_reads_only_selected_frames(ctx, tmp_path, monkeypatch):
     write_mib(tmp_path / "r.mib", _flat(data))
     ds = MIBAdapter.open(tmp_path / "r.mib", nav_shape=(4, 6), num_partitions=3)
     reads = []
-    original = mib._MIBReader.read_raw
+    original = mib._MIBReader.read_frames
 
-    def spy(self, a, b):
+    def spy(self, handle, a, b, out):
         reads.append((a, b))
-        return original(self, a, b)
+        return original(self, handle, a, b, out)
 
-    monkeypatch.setattr(mib._MIBReader, "read_raw", spy)
+    monkeypatch.setattr(mib._MIBReader, "read_frames", spy)
     roi = np.zeros((4, 6), bool)
     roi[1, 2:4] = True
     roi[3, 5] = True
@@ -262,7 +262,7 @@ def test_open_reads_no_frames(tmp_path, monkeypatch):
     data = reference_data((4, 6, 8, 8), "uint16")
     write_mib(tmp_path / "o.mib", _flat(data))
     calls = []
-    monkeypatch.setattr(mib._MIBReader, "read_raw", lambda *a: calls.append(a))
+    monkeypatch.setattr(mib._MIBReader, "read_frames", lambda *a: calls.append(a))
     MIBAdapter.open(tmp_path / "o.mib", nav_shape=(4, 6), num_partitions=3)
     assert calls == []
 

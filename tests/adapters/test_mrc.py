@@ -91,13 +91,13 @@ def test_roi_reads_only_selected_frames(ctx, tmp_path, monkeypatch):
     write_mrc(tmp_path / "r.mrc", data.reshape(24, 8, 8))
     ds = MRCAdapter.open(tmp_path / "r.mrc", nav_shape=(4, 6), num_partitions=3)
     reads = []
-    original = _rsciio.OffsetFrameReader.read_raw
+    original = _rsciio.OffsetFrameReader.read_frames
 
-    def spy(self, a, b):
+    def spy(self, handle, a, b, out):
         reads.append((a, b))
-        return original(self, a, b)
+        return original(self, handle, a, b, out)
 
-    monkeypatch.setattr(_rsciio.OffsetFrameReader, "read_raw", spy)
+    monkeypatch.setattr(_rsciio.OffsetFrameReader, "read_frames", spy)
     roi = np.zeros((4, 6), bool)
     roi[1, :2] = roi[3, 4] = True
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)

@@ -13,8 +13,10 @@ import pytest
 
 import dataflow
 from dataflow.adapters import npy as npy_module
-from dataflow.adapters.npy import BinaryFrameReader, NPYAdapter, mask_runs, read_header
-from dataflow.errors import DataSetException
+from dataflow.adapters.npy import BinaryFrameReader, NPYAdapter, read_header
+from dataflow.errors import DataflowWarning, DataSetException
+from dataflow.sources import filemaps
+from dataflow.sources.filemaps import FileMaps
 from dataflow.testing import AdapterTests, FrameCopyUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
@@ -99,7 +101,7 @@ def test_min_partitions_and_partition_bytes(ctx, npy_file):
 
 @pytest.mark.parametrize("capacity", [0, 2**30])
 def test_blocks_are_read_only_views_of_the_file(monkeypatch, npy_file, capacity):
-    monkeypatch.setattr(npy_module, "FILE_MAPS", npy_module.FileMaps(capacity))
+    monkeypatch.setattr(npy_module, "FILE_MAPS", FileMaps(capacity))
     path, data = npy_file
     ds = NPYAdapter.open(path, num_partitions=2)
     p = ds.partitions[1]
@@ -117,7 +119,7 @@ def test_blocks_are_read_only_views_of_the_file(monkeypatch, npy_file, capacity)
 def test_file_maps_are_kept_between_runs_and_remade_when_the_file_changes(
     monkeypatch, ctx, tmp_path, map_calls
 ):
-    monkeypatch.setattr(npy_module, "FILE_MAPS", npy_module.FileMaps(2**30))
+    monkeypatch.setattr(npy_module, "FILE_MAPS", FileMaps(2**30))
     path = tmp_path / "x.npy"
     np.save(path, np.ones((4, 5, 6, 7), "float32"))
     ds = ctx.load("npy", path=path, num_partitions=3)
@@ -131,7 +133,7 @@ def test_file_maps_are_kept_between_runs_and_remade_when_the_file_changes(
 
 
 def test_file_maps_keep_at_most_their_capacity(tmp_path):
-    maps = npy_module.FileMaps(capacity=250)
+    maps = FileMaps(capacity=250)
     paths = []
     for i in range(3):
         p = tmp_path / f"f{i}.bin"
@@ -440,10 +442,12 @@ def _no_read(*args, **kwargs):
     raise AssertionError("data was read while opening")
 
 
-def test_io_backend_is_accepted(ctx, npy_file):
+def test_io_backend_is_accepted_with_a_warning(ctx, npy_file):
     path, data = npy_file
-    ds = NPYAdapter.open(path, io_backend=object())
+    with pytest.warns(DataflowWarning, match="io_backend=.* has no effect on ctx.load\\('npy'"):
+        ds = NPYAdapter.open(path, io_backend=object())
     np.testing.assert_array_equal(ds.array.compute(), data)
+    NPYAdapter.open(path, io_backend=None)  # the default: no warning (warnings are errors)
 
 
 def test_layout_changes_the_token(npy_file):
@@ -462,13 +466,14 @@ def test_layout_changes_the_token(npy_file):
 def map_calls(monkeypatch):
     """Record ``(first byte, byte count)`` of every memory map the reader makes."""
     calls = []
-    real = npy_module._map
+    real = filemaps.map_bytes
 
     def mapping(path, start, length):
         calls.append((start, length))
         return real(path, start, length)
 
-    monkeypatch.setattr(npy_module, "_map", mapping)
+    monkeypatch.setattr(npy_module, "map_bytes", mapping)
+    monkeypatch.setattr(filemaps, "map_bytes", mapping)
     return calls
 
 
@@ -528,7 +533,7 @@ def test_roi_reads_only_selected_frames(ctx, npy_file, fromfile_calls, sync_offs
 def test_full_runs_map_the_file_and_read_nothing(
     monkeypatch, ctx, npy_file, fromfile_calls, map_calls, capacity
 ):
-    monkeypatch.setattr(npy_module, "FILE_MAPS", npy_module.FileMaps(capacity))
+    monkeypatch.setattr(npy_module, "FILE_MAPS", FileMaps(capacity))
     path, data = npy_file
     ds = ctx.load("npy", path=path, num_partitions=3)
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
@@ -575,13 +580,6 @@ def test_reader_pickles_small(npy_file):
     np.testing.assert_array_equal(again(0, 4), reader(0, 4))
     assert dask.base.tokenize(again) == dask.base.tokenize(reader)
     assert "scan.npy" in repr(reader)
-
-
-def test_mask_runs():
-    assert mask_runs(None, 5) == [(0, 5)]
-    assert mask_runs(np.array([0, 1, 1, 0, 1], bool), 5) == [(1, 3), (4, 5)]
-    assert mask_runs(np.ones(3, bool), 3) == [(0, 3)]
-    assert mask_runs(np.zeros(3, bool), 3) == []
 
 
 def test_object_dtype_reader_with_layout(tmp_path):

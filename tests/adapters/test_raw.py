@@ -12,7 +12,7 @@ import pytest
 
 import dataflow
 from dataflow.adapters.raw import RawAdapter
-from dataflow.errors import AdapterNotFoundError, DataSetException
+from dataflow.errors import AdapterNotFoundError, DataflowWarning, DataSetException
 from dataflow.testing import AdapterTests, FrameCopyUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
@@ -94,18 +94,20 @@ def test_libertem_call_style(ctx, raw_file):
     path, data = raw_file
     ds = ctx.load("raw", str(path), "float32", scan_size=(6, 7), detector_size=(8, 9))
     np.testing.assert_array_equal(ds.array.compute(), data)
-    ds = ctx.load(
-        "raw",
-        path=path,
-        dtype="float32",
-        nav_shape=(6, 7),
-        sig_shape=(8, 9),
-        enable_direct=True,
-        io_backend=object(),
-        tileshape=(1, 8, 9),
-    )
+    with pytest.warns(DataflowWarning) as record:
+        ds = ctx.load(
+            "raw",
+            path=path,
+            dtype="float32",
+            nav_shape=(6, 7),
+            sig_shape=(8, 9),
+            enable_direct=True,
+            io_backend=object(),
+            tileshape=(1, 8, 9),
+        )
+    assert sorted(str(w.message).split("=")[0] for w in record) == ["enable_direct", "io_backend"]
+    assert ds.tile_depth == 1
     np.testing.assert_array_equal(ds.array.compute(), data)
-    assert RawAdapter.open(path, "float32", nav_shape=(6, 7), sig_shape=(8, 9), io_backend=1)
 
 
 @pytest.mark.parametrize("sync_offset", [0, 5, -4])

@@ -20,10 +20,10 @@ from dask.callbacks import Callback
 
 from dataflow.api import Context
 from dataflow.corrections import CorrectionSet
-from dataflow.sources import DataSetException
 from dataflow.errors import (
     AdapterNotFoundError,
     DataflowWarning,
+    DataSetException,
     ExecutorSpecException,
     RoiError,
     UDFException,

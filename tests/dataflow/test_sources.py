@@ -8,8 +8,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from dataflow.sources import DEFAULT_PARTITION_BYTES, plan_partitions
 from dataflow.errors import DataflowWarning, DataSetException
+from dataflow.sources import DEFAULT_PARTITION_BYTES, mask_runs, plan_partitions
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
 
@@ -129,3 +129,11 @@ def test_dask_source_errors(ctx):
         ctx.load("dask", np.zeros((2, 2, 2, 2)), sig_dims=2)
     with pytest.raises(ValueError, match="sig_dims is 5"):
         ctx.load("dask", da.zeros((2, 2, 2, 2)), sig_dims=5)
+
+
+def test_mask_runs():
+    assert mask_runs(None, 5) == [(0, 5)]
+    assert mask_runs(np.array([0, 1, 1, 0, 1], bool), 5) == [(1, 3), (4, 5)]
+    assert mask_runs(np.ones(3, bool), 3) == [(0, 3)]
+    assert mask_runs(np.zeros(3, bool), 3) == []
+    assert mask_runs(None, 0) == []
