@@ -9,8 +9,10 @@ buffer views for a tile are prepared before its frames are processed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from dataflow.sources.regions import index_runs, run_bounds
 from dataflow.udf.base import UDFMeta, UDFMethod, _Cursor
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy.typing as npt
 
     from dataflow.plan import PartitionTask, RunSpec, UDFPlan
@@ -44,32 +48,67 @@ class PartitionResult:
 
 
 class _OneBlasThread:
-    """One BLAS thread in processes where partition tasks run side by side; set once.
+    """One BLAS thread while partition tasks run side by side.
 
     BLAS libraries start a thread per core for every call; with a task per core
     already running, matrix products then fight over the cores. The limit is
-    process-wide, so it is set by the first task that asks for it (``blas_threads ==
-    1``) and kept for the life of the process (a worker): entering and restoring
-    threadpoolctl's limit around every task cost more than small tasks themselves.
+    process-wide, and entering and restoring threadpoolctl's limit around every task
+    cost more than small tasks themselves, so:
+
+    - in a worker process (not the one that planned the run) the first task that asks
+      for it (``blas_threads == 1``) sets it, for the life of the process;
+    - in the process that planned the run (the user's, with the threads scheduler) it
+      is held for as long as any run or task holds it (:meth:`hold`, reference
+      counted), then the user's own setting is restored: ``run_udf`` holds it for the
+      whole run, so its tasks only count.
+
     Runs that never ask for it (one task at a time, ``blas_threads`` None) leave BLAS
     alone.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._limited = False
+        self._forever = False
+        self._count = 0
         self._limiter: Any = None
 
+    def _limit(self) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
+
     def ensure(self) -> None:
-        """Limit BLAS to one thread in this process, unless done already."""
-        if self._limited:  # the fast path: no lock once set
+        """Limit BLAS to one thread in this (worker) process for good, unless done already."""
+        if self._forever:  # the fast path: no lock once set
             return
         with self._lock:
-            if not self._limited:
-                from threadpoolctl import threadpool_limits
+            if not self._forever:
+                if self._limiter is None:
+                    self._limiter = self._limit()
+                self._forever = True
 
-                self._limiter = threadpool_limits(limits=1, user_api="blas")
-                self._limited = True
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """One BLAS thread while the block runs (and any other holder's does)."""
+        with self._lock:
+            if self._count == 0 and self._limiter is None:
+                self._limiter = self._limit()
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+                if self._count == 0 and not self._forever and self._limiter is not None:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+def blas_limit(spec: RunSpec) -> contextlib.AbstractContextManager[None]:
+    """What a run holds in the calling process: one BLAS thread if its tasks ask for it."""
+    if spec.blas_threads == 1:
+        return _BLAS_ONE_THREAD.hold()
+    return contextlib.nullcontext()
 
 
 _BLAS_ONE_THREAD = _OneBlasThread()
@@ -165,7 +204,11 @@ def run_partition(spec: RunSpec, block: npt.ArrayLike, index: int) -> PartitionR
     frame_indices = np.arange(p.start, p.stop) if sel is None else p.start + sel
     cursor = _Cursor(0, task.n_frames)
     if spec.blas_threads == 1:
-        _BLAS_ONE_THREAD.ensure()
+        if os.getpid() != spec.client_pid:
+            _BLAS_ONE_THREAD.ensure()
+        else:
+            with _BLAS_ONE_THREAD.hold():
+                return _run(spec, block, task, sel, frame_indices, cursor)
     return _run(spec, block, task, sel, frame_indices, cursor)
 
 

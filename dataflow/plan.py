@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -113,6 +114,9 @@ class RunSpec:
     corrections: CorrectionSet | None = None
     #: 1: BLAS uses one thread inside tasks (several tasks run at once); None: no limit
     blas_threads: int | None = None
+    #: the process that planned the run: there, tasks hold the BLAS limit only while
+    #: they run (see ``partition._OneBlasThread``); elsewhere (workers) it is kept
+    client_pid: int = 0
     #: tile size when tiles are views of the partition's block (setting ``view-tile-bytes``)
     view_tile_bytes: int = 256 * 2**20
     #: tile size when tiles are copies (setting ``copy-tile-bytes``)
@@ -371,6 +375,7 @@ def make_plan(
         tile_delay=getattr(dataset, "tile_delay", None),
         corrections=corrections,
         blas_threads=blas_threads,
+        client_pid=os.getpid(),
         # settings are read here, on the client, so every worker tiles alike
         view_tile_bytes=int(config.get("view-tile-bytes")),
         copy_tile_bytes=int(config.get("copy-tile-bytes")),

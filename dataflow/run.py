@@ -29,6 +29,7 @@ from dataflow.errors import UDFRunCancelled
 from dataflow.executor.base import JobCancelledError, PartitionDone, RunFinished
 from dataflow.graph import DEFAULT_SPLIT_EVERY, build_graph
 from dataflow.live import LiveRun
+from dataflow.partition import blas_limit
 from dataflow.plan import make_plan
 from dataflow.results import run_context, run_udf_attrs, wrap
 from dataflow.udf.base import _reset_kwargs
@@ -103,13 +104,13 @@ def run(
         limit = config.get("small-run-bytes")
         small = plan.spec.n_frames * math.prod(plan.spec.sig_shape) * 8 <= limit
         get = executor.get_small if small else executor.get
-        with _cancellation(lambda: 0):
+        with _cancellation(lambda: 0), blas_limit(plan.spec):
             collected = get(dsk, graph.final_key)
         return wrap(collected, run_context(plan), None, run_udf_attrs(plan)), []
     live.start()
     stream = executor.stream(dsk, graph.partition_keys, graph.final_key, want_data=live.want_data)
     try:
-        with _cancellation(lambda: live.done):
+        with _cancellation(lambda: live.done), blas_limit(plan.spec):
             for event in stream:
                 if isinstance(event, RunFinished):
                     collected = event.value

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
+from dataflow.api import Context
 from dataflow.plot import Dummy2DPlot, MPLLive2DPlot
 from dataflow.progress import ProgressReporter
 from dataflow.udf import UDF
@@ -312,3 +314,36 @@ def test_buffer_names_of_udfdata_methods_are_refused_before_reading(ctx, data, n
     ds = ctx.load("memory", data=data, num_partitions=2)
     with pytest.raises(ValueError, match=rf"buffer named '{name}', which is reserved.*'items'"):
         ctx.run_udf(dataset=ds, udf=Named())
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+class _BlasThreadsUDF(UDF):
+    seen: ClassVar[list] = []
+
+    def get_result_buffers(self):
+        return {"n": self.buffer(kind="single", dtype="int64")}
+
+    def process_partition(self, partition):
+        type(self).seen.extend(_blas_threads())
+
+    def merge(self, dest, src):
+        pass
+
+
+def test_blas_is_one_thread_during_a_threaded_run_and_restored_after():
+    pytest.importorskip("threadpoolctl")
+    before = _blas_threads()
+    if not before:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    _BlasThreadsUDF.seen.clear()
+    with Context.make_with("threads", cpus=2) as ctx:
+        ds = ctx.load("memory", data=np.zeros((4, 4, 8, 8), "float32"), num_partitions=4)
+        ctx.run_udf(dataset=ds, udf=_BlasThreadsUDF())
+    assert _BlasThreadsUDF.seen
+    assert set(_BlasThreadsUDF.seen) == {1}
+    assert _blas_threads() == before  # the user's own setting is back
