@@ -88,3 +88,20 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0
+
+
+def test_ci_tests_the_oldest_dask_zarr_and_xarray_that_pyproject_allows():
+    import re
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    bounds = {}
+    for spec in config["project"]["dependencies"]:
+        m = re.fullmatch(r"([\w\[\]]+)>=([\w.]+)", spec)
+        if m:
+            bounds[m.group(1)] = m.group(2)
+    ci = (ROOT / ".ci" / "run").read_text()
+    pins = dict(re.findall(r"'([\w\[\]]+)==([\w.]+)'", ci))
+    for name in ("dask[array]", "zarr", "xarray"):
+        assert name in pins, f".ci/run does not test the oldest {name}"
+        # a version equal to the lower bound, written with or without trailing zeros
+        assert pins[name].split(".")[:2] == bounds[name].split(".")[:2], (name, pins, bounds)
