@@ -1,4 +1,4 @@
-"""Tests of the ``zarr`` adapter (``adapters/zarr.py``)."""
+"""Tests of the ``zarr`` adapter (``adapters/zarr/``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import warnings
 import cloudpickle
 import numpy as np
 import pytest
+from dask.base import tokenize
 
 import dataflow
-from dataflow.adapters.zarr import ZarrAdapter, ZarrReadError, chunk_boundaries, nav_regions
+from dataflow.adapters.zarr import ZarrAdapter, ZarrReadError
 from dataflow.errors import DataflowWarning, DataSetException
+from dataflow.sources import chunk_boundaries, nav_regions
 from dataflow.testing import AdapterTests, FrameCopyUDF
 from dataflow.udf.sum import SumUDF
 from dataflow.udf.sumsigudf import SumSigUDF
@@ -919,18 +921,18 @@ def test_local_chunks_are_read_from_their_files(
 def test_chunk_files_read_once_and_only_for_the_roi(
     ctx, zarr, tmp_path, monkeypatch, zarr_format, chunks
 ):
-    from dataflow.adapters import zarr as zarr_adapter
+    from dataflow.adapters.zarr import chunks as zarr_chunks
 
     data = _data()
     path = _write(zarr, tmp_path / "d.zarr", data, chunks, zarr_format)
     loaded = []
-    real = zarr_adapter._ChunkFiles._load
+    real = zarr_chunks._ChunkFiles._load
 
     def counting(self, index, out):
         loaded.append(index)
         return real(self, index, out)
 
-    monkeypatch.setattr(zarr_adapter._ChunkFiles, "_load", counting)
+    monkeypatch.setattr(zarr_chunks._ChunkFiles, "_load", counting)
     ds = ctx.load("zarr", path=path, num_partitions=2)
     _check_sums(ctx, ds, data)
     every = _keys_of_frames(zarr_format, SHAPE, chunks, list(np.ndindex(*SHAPE[:2])))
@@ -983,3 +985,70 @@ def test_chunk_files_travel_small(zarr, tmp_path):
     assert len(cloudpickle.dumps(ds.reader)) < 5_000
     again = pickle.loads(cloudpickle.dumps(ds.reader))
     np.testing.assert_array_equal(again(0, 42, None), _data().reshape(42, 8, 9))
+
+
+# defects fixed with the split into adapters/zarr/ ---------------------------------------------
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_codecs_that_cannot_be_checked_are_refused(zarr, tmp_path, monkeypatch, zarr_format):
+    """Metadata that does not serialize may hide a pickle codec: refused, not waved through."""
+    data = _data()
+    path = _write(zarr, tmp_path / "u.zarr", data, (2, 7, 8, 9), zarr_format)
+    metadata_class = type(zarr.open_array(str(path), mode="r").metadata)
+
+    def broken(self):
+        raise TypeError("cannot serialize this metadata")
+
+    monkeypatch.setattr(metadata_class, "to_dict", broken)
+    with pytest.raises(DataSetException, match="could not be checked") as info:
+        ZarrAdapter.open(path)
+    assert "allow_pickle=True" in str(info.value)
+    ds = ZarrAdapter.open(path, allow_pickle=True)  # a trusted store
+    np.testing.assert_array_equal(ds.array.compute(scheduler="sync"), data)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_chunks_rewritten_in_place_get_new_keys(ctx, zarr, tmp_path, zarr_format):
+    """The token covers the chunk files, not only the metadata file."""
+    old, new = _data(seed=0), _data(seed=1)
+    path = _write(zarr, tmp_path / "w.zarr", old, (2, 7, 8, 9), zarr_format)
+    before = ctx.load("zarr", path=path, num_partitions=2)
+    np.testing.assert_array_equal(before.array.compute(scheduler="sync"), old)
+    meta = path / ("zarr.json" if zarr_format == 3 else ".zarray")
+    stamp = meta.stat().st_mtime_ns
+    zarr.open_array(str(path), mode="r+")[...] = new  # same shape, same metadata
+    assert meta.stat().st_mtime_ns == stamp
+    after = ctx.load("zarr", path=path, num_partitions=2)
+    assert after.partition_array.name != before.partition_array.name
+    assert tokenize(after) != tokenize(before)  # the DataSet's token
+    np.testing.assert_array_equal(after.array.compute(scheduler="sync"), new)
+    _check_sums(ctx, after, new)
+    again = ctx.load("zarr", path=path, num_partitions=2)  # unchanged: the same keys
+    assert again.partition_array.name == after.partition_array.name
+
+
+def test_credentials_freed_with_their_dataset(ctx, zarr):
+    """The vault entry of a dataset's private storage_options goes with the dataset."""
+    import gc
+    import uuid
+
+    import fsspec
+
+    from dataflow.adapters.zarr import credentials
+
+    url = f"memory://dataflow-{uuid.uuid4().hex}/scan.zarr"
+    data = _data()
+    _write(zarr, url, data, (2, 7, 8, 9))
+    try:
+        ds = ctx.load("zarr", path=url, storage_options={"secret": "s3cr3t"}, num_partitions=2)
+        ref = ds.reader.source.private_ref
+        assert ref is not None
+        assert credentials._PRIVATE_OPTIONS[ref] == {"secret": "s3cr3t"}
+        res = ctx.run_udf(dataset=ds, udf=SumUDF())
+        np.testing.assert_allclose(res["intensity"].data, data.sum(axis=(0, 1)), rtol=1e-5)
+        del ds, res
+        gc.collect()
+        assert ref not in credentials._PRIVATE_OPTIONS
+    finally:
+        fsspec.filesystem("memory").rm(url.rsplit("/", 1)[0], recursive=True)

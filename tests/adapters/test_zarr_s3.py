@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import dataflow
-from dataflow.adapters import zarr as zarr_adapter
 from dataflow.adapters.zarr import ZarrReadError
+from dataflow.adapters.zarr import credentials as zarr_credentials
 from dataflow.errors import DataSetException
 from dataflow.graph import build_graph
 from dataflow.plan import make_plan
@@ -179,7 +179,7 @@ def test_worker_without_credentials(ctx, url, options, monkeypatch):
     """A process that did not load the dataset has none of its private options."""
     _write(url, options, _data(), (2, 7, 8, 9))
     ds = ctx.load("zarr", path=url, storage_options=options, num_partitions=2)
-    monkeypatch.setattr(zarr_adapter, "_PRIVATE_OPTIONS", {})
+    monkeypatch.setattr(zarr_credentials, "_PRIVATE_OPTIONS", {})
     with pytest.raises(ZarrReadError, match="credentials_in_graph=True") as info:
         ds.reader(0, 4, None)
     assert "'key', 'secret'" in str(info.value)
@@ -195,7 +195,7 @@ def test_worker_with_its_own_credentials(ctx, s3, url, options, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     ds = ctx.load("zarr", path=url, storage_options=public, num_partitions=2)
     assert ds.reader.source.private_ref is None
-    monkeypatch.setattr(zarr_adapter, "_PRIVATE_OPTIONS", {})
+    monkeypatch.setattr(zarr_credentials, "_PRIVATE_OPTIONS", {})
     np.testing.assert_array_equal(ds.reader(0, 42, None), data.reshape(42, 8, 9))
 
 
@@ -208,7 +208,7 @@ def test_credentials_in_graph(ctx, url, options, monkeypatch):
     _no_secrets(repr(ds))
     _no_secrets(repr(ds.reader))
     assert SECRET.encode() in cloudpickle.dumps(ds.reader)  # as asked
-    monkeypatch.setattr(zarr_adapter, "_PRIVATE_OPTIONS", {})
+    monkeypatch.setattr(zarr_credentials, "_PRIVATE_OPTIONS", {})
     np.testing.assert_array_equal(ds.reader(0, 42, None), data.reshape(42, 8, 9))
 
 

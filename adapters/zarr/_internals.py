@@ -1,0 +1,141 @@
+"""Every use of private or undocumented parts of zarr-python, in one place.
+
+The rest of the package uses zarr's public API only (``zarr.open``, ``zarr.Array`` and
+its documented properties, ``zarr.storage``, ``zarr.codecs``, ``zarr.buffer``). What
+is here reaches into the array metadata objects (classes of ``zarr.core.metadata``)
+or into a store wrapper's internals; each function names the public alternative where
+one exists, so a zarr upgrade that breaks one of them breaks it here only. zarr is
+imported inside the functions: importing this module imports no zarr.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Literal
+
+from dataflow.adapters.zarr.errors import ZarrReadError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "METADATA_FILES",
+    "METADATA_KEYS",
+    "array_metadata",
+    "chunk_key",
+    "dimension_names",
+    "metadata_dict",
+    "out_buffer",
+    "stored_order",
+    "strict_store",
+    "zarr_format",
+]
+
+#: the files that make a directory a zarr node (format 3; format 2 arrays and groups)
+METADATA_FILES = ("zarr.json", ".zarray", ".zgroup")
+#: every store key that holds metadata, not chunk data
+METADATA_KEYS = frozenset((*METADATA_FILES, ".zattrs", ".zmetadata"))
+
+
+def array_metadata(arr: Any) -> Any:
+    """``arr.metadata``: an ``ArrayV2Metadata`` or ``ArrayV3Metadata`` (``zarr.core.metadata``).
+
+    ``zarr.Array.metadata`` is public, but the classes it returns live in
+    ``zarr.core.metadata`` and their attributes are not documented API.
+    """
+    return arr.metadata
+
+
+def zarr_format(arr: Any) -> Literal[2, 3]:
+    """The array's zarr format, 2 or 3 (``arr.metadata.zarr_format``).
+
+    No public ``zarr.Array`` property gives it in zarr 3.1.
+    """
+    return 2 if int(arr.metadata.zarr_format) == 2 else 3
+
+
+def chunk_key(metadata: Any, index: tuple[int, ...]) -> str:
+    """The store key of chunk ``index``, relative to the array (``encode_chunk_key``).
+
+    No public alternative in zarr 3.1: the chunk key encoding (``/`` or ``.``
+    separators, the ``c`` prefix of format 3) is applied by this metadata method.
+    """
+    return str(metadata.encode_chunk_key(index))
+
+
+def metadata_dict(arr: Any) -> dict[str, Any]:
+    """The array's metadata as a JSON-like dict (``arr.metadata.to_dict()``).
+
+    The public alternatives, ``arr.filters``, ``arr.serializer`` and
+    ``arr.compressors``, are codec objects with no common way to name them
+    (numcodecs ``codec_id``, zarr 3 codec classes, numcodecs' zarr 3 wrappers); the
+    dict names every codec as the store does.
+    """
+    return dict(arr.metadata.to_dict())
+
+
+def stored_order(arr: Any) -> str:
+    """``"C"`` or ``"F"``: the element order of stored chunks.
+
+    ``arr.order`` (public) is the in-memory order of format 3 arrays, not how their
+    chunks are stored (a ``TransposeCodec`` says that); format 2 metadata has
+    ``order``.
+    """
+    return str(getattr(arr.metadata, "order", "C"))
+
+
+def dimension_names(arr: Any) -> tuple[Any, ...] | None:
+    """Format 3 ``dimension_names`` (None for format 2 metadata, which has none).
+
+    No public ``zarr.Array`` property gives them in zarr 3.1.
+    """
+    names = getattr(arr.metadata, "dimension_names", None)
+    return None if names is None else tuple(names)
+
+
+def out_buffer(dest: np.ndarray) -> Any:
+    """``dest`` as the ``NDBuffer`` that ``get_basic_selection(out=...)`` reads into.
+
+    Public: ``zarr.buffer`` (not ``zarr.core.buffer``).
+    """
+    from zarr.buffer import default_buffer_prototype
+
+    buffer_class: Any = default_buffer_prototype().nd_buffer
+    return buffer_class(dest)
+
+
+def strict_store(store: Any, name: str) -> Any:
+    """``store`` wrapped so that a missing chunk raises (``missing_chunks="raise"``)."""
+    return _strict_store_class()(store, name)
+
+
+@functools.cache
+def _strict_store_class() -> type:
+    """A ``zarr.storage.WrapperStore`` that raises :class:`ZarrReadError` for missing chunks.
+
+    ``WrapperStore`` is public, but subclassing it relies on two private names:
+    ``_with_store`` (zarr calls it to re-wrap the store it opens, e.g. read-only) and
+    ``_store`` (the wrapped store). ``get`` is called as the ``Store.get`` ABC declares
+    it, ``(key, prototype, byte_range)`` positionally. No public alternative: zarr 3.1
+    has no setting that makes a missing chunk an error.
+    """
+    from zarr.storage import WrapperStore
+
+    class StrictStore(WrapperStore):  # type: ignore[type-arg]
+        def __init__(self, store: Any, name: str) -> None:
+            super().__init__(store)
+            self.name = name
+
+        def _with_store(self, store: Any) -> Any:
+            return type(self)(store, self.name)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            value = await self._store.get(key, prototype, byte_range)
+            if value is None and key.rsplit("/", 1)[-1] not in METADATA_KEYS:
+                raise ZarrReadError(
+                    f"the zarr array {self.name} has no chunk {key!r} (missing_chunks='raise'; "
+                    "pass missing_chunks='fill' to read missing chunks as the fill value)"
+                )
+            return value
+
+    return StrictStore
