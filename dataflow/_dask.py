@@ -129,6 +129,7 @@ def cull_graph(dsk: Mapping[Any, Any], keys: list[Any]) -> dict[Any, Any]:
     """
     from dask.optimization import cull
 
+    culled: dict[Any, Any]
     culled, _ = cull(dsk, keys)
     return culled
 
@@ -187,7 +188,7 @@ class TaskFeed(Callback):
         cancel: threading.Event,
         window: threading.Semaphore | None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # dask.callbacks is unannotated
         self._index = index
         self._on_done = on_done
         self._cancel = cancel
@@ -228,7 +229,8 @@ def pool_size(pool: Any) -> int:
     Reads ``_max_workers`` / ``_processes``: neither pool has a public attribute for
     its size, and there is no public alternative.
     """
-    return int(getattr(pool, "_max_workers", None) or getattr(pool, "_processes", 1))
+    size: Any = getattr(pool, "_max_workers", None) or getattr(pool, "_processes", 1)
+    return int(size)
 
 
 def configured_scheduler(scheduler: Any) -> Callable[..., Any]:
@@ -239,7 +241,8 @@ def configured_scheduler(scheduler: Any) -> Callable[..., Any]:
     """
     from dask.base import get_scheduler
 
-    return get_scheduler(scheduler=scheduler)
+    get: Callable[..., Any] = get_scheduler(scheduler=scheduler)
+    return get
 
 
 def scheduler_client(get: Callable[..., Any]) -> Any:

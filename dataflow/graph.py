@@ -107,7 +107,7 @@ class UDFGraph:
         return _first, ()
 
     @staticmethod
-    def __dask_optimize__(dsk: Mapping, keys: Any, **kwargs: Any) -> Mapping:
+    def __dask_optimize__(dsk: Mapping[Any, Any], keys: Any, **kwargs: Any) -> Mapping[Any, Any]:
         return dsk
 
     def __dask_postpersist__(self) -> Any:
@@ -140,11 +140,13 @@ def build_graph(
     label = plan.label
     data = plan.dataset.partition_array
     data_graph = data.__dask_graph__()
-    layers: dict[str, Mapping] = dict(data_graph.layers)
+    if not isinstance(data_graph, HighLevelGraph):  # dask arrays have layered graphs
+        data_graph = HighLevelGraph.from_collections(data.name, data_graph)
+    layers: dict[str, Mapping[Any, Any]] = dict(data_graph.layers)
     deps: dict[str, set[str]] = {k: set(v) for k, v in data_graph.dependencies.items()}
     data_layers = set(data.__dask_layers__())
 
-    def layer(name: str, tasks: Mapping, depends: set[str]) -> None:
+    def layer(name: str, tasks: Mapping[Any, Any], depends: set[str]) -> None:
         layers[name] = tasks
         deps[name] = depends
 
@@ -159,13 +161,13 @@ def build_graph(
     reader = plan.dataset.reader
     read_name = f"{label}-read-{token}"
     reads: dict[Any, Any] = {}
-    blocks = []
+    inputs: list[Any] = []  # per task, the key of its data
     for i, t in enumerate(plan.tasks):
         if reader is not None and t.roi is not None:
             reads[(read_name, i)] = task(reader, t.partition.start, t.partition.stop, t.roi)
-            blocks.append((read_name, i))
+            inputs.append((read_name, i))
         else:
-            blocks.append((data.name, t.partition.index, *tail))
+            inputs.append((data.name, t.partition.index, *tail))
     part_deps = {spec_key, *data_layers}
     if reads:
         layer(read_name, reads, set())
@@ -174,7 +176,7 @@ def build_graph(
         part_name,
         {
             key: task(run_partition, ref(spec_key), ref(block), i)
-            for i, (key, block) in enumerate(zip(parts, blocks, strict=True))
+            for i, (key, block) in enumerate(zip(parts, inputs, strict=True))
         },
         part_deps,
     )

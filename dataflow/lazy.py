@@ -55,11 +55,15 @@ class LazyBuffer:
 
 
 def _block_piece(block: Block, k: int, name: str) -> np.ndarray:
-    return block.buffers[k][name]
+    buffers = block.buffers[k]
+    if buffers is None:
+        raise AssertionError(f"partition block has no buffers of UDF {k}")
+    return buffers[name]
 
 
 def _final_value(final: Any, k: int, name: str) -> np.ndarray:
-    return final[k][name][1]
+    value: np.ndarray = final[k][name][1]
+    return value
 
 
 def _scatter(raw: np.ndarray, mask: np.ndarray | None, fill: Any) -> np.ndarray:
@@ -94,7 +98,12 @@ class _Builder:
         self.token = graph.final_key.split("-finish-", 1)[1]
 
     def array(
-        self, name: str, tasks: dict[Any, Any], depends: set[str], chunks: tuple, dtype: np.dtype
+        self,
+        name: str,
+        tasks: dict[Any, Any],
+        depends: set[str],
+        chunks: tuple[tuple[int, ...], ...],
+        dtype: np.dtype[Any],
     ) -> da.Array:
         self.layers[name] = tasks
         self.deps[name] = depends
@@ -107,16 +116,19 @@ class _Builder:
         """A default-merge nav buffer from the partitions' nav blocks: (raw, full)."""
         plan = self.graph.plan
         spec = plan.spec
+        block_layer = self.block_layer
+        if block_layer is None:
+            raise AssertionError("nav buffers from blocks need a graph with a block layer")
         extra = decl.extra_shape
         zeros = (0,) * len(extra)
         label = f"{plan.label}-{k}-{name}"
         raw_name = f"{label}-raw-{self.token}"
         raw_tasks = {
-            (raw_name, i, *zeros): task(_block_piece, ref((self.block_layer, i)), k, name)
+            (raw_name, i, *zeros): task(_block_piece, ref((block_layer, i)), k, name)
             for i in range(len(plan.tasks))
         }
         raw_chunks = (tuple(t.n_frames for t in plan.tasks), *((s,) for s in extra))
-        raw = self.array(raw_name, raw_tasks, {self.block_layer}, raw_chunks, decl.dtype)
+        raw = self.array(raw_name, raw_tasks, {block_layer}, raw_chunks, decl.dtype)
         if spec.roi is None:
             return raw, raw
         # with a ROI: one block per dataset partition, the fill value around the frames

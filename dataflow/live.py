@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveRun"]
 
-_DAMAGE = BufferWrapper("nav", dtype=bool)
+_DAMAGE = BufferWrapper("nav", dtype=np.dtype(bool))
 
 
 class LiveRun:
@@ -259,7 +259,7 @@ def _results(plan: RunPlan, buffers: Any, damage: np.ndarray) -> UDFResults:
     return UDFResults(buffers, damage_res)
 
 
-class _OneUDF(Mapping):
+class _OneUDF(Mapping[str, Any]):
     """One UDF's result mapping from a (partial) result, computed on first access."""
 
     def __init__(self, results: UDFResults, index: int) -> None:

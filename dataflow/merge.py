@@ -24,7 +24,7 @@ import enum
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -94,6 +94,16 @@ class Accumulator:
     merged: np.ndarray
 
 
+_T = TypeVar("_T")
+
+
+def _present(entry: _T | None) -> _T:
+    """An entry that the UDF's merge strategy puts in every item: there, or a bug."""
+    if entry is None:
+        raise AssertionError("a merge item lacks the buffers of a UDF its strategy includes")
+    return entry
+
+
 def _copy(arr: np.ndarray) -> np.ndarray:
     return copy.deepcopy(arr) if arr.dtype == object else arr.copy()
 
@@ -111,7 +121,7 @@ def client_udf(spec: RunSpec, uplan: UDFPlan, arrays: Mapping[str, Any]) -> UDF:
     udf.meta = spec.main_meta(uplan)
     udf.results = UDFData(arrays, uplan.buffers)
     udf.params._df_set_aux_frames(spec.roi_index)
-    udf.task_data = None
+    udf.task_data = cast("UDFData", None)  # task data exists only inside a partition
     return udf
 
 
@@ -161,11 +171,13 @@ def merge_node(spec: RunSpec, children: Sequence[PartitionResult | MergeItem]) -
         if src.offset != dest.offset + dest.n_frames:
             raise AssertionError("merge tree children must be adjacent")
         for k, uplan in enumerate(spec.udfs):
-            if dest.buffers[k] is None:
+            dest_buffers = dest.buffers[k]
+            if dest_buffers is None:  # not merged in the tree
                 continue
-            src_nav = {name: _joined(pieces) for name, pieces in src.nav[k].items()}
-            dest_ns = {**dest.buffers[k], **_scratch_nav(spec, uplan, src.n_frames)}
-            src_ns = {**src.buffers[k], **src_nav}
+            dest_nav, src_pieces = _present(dest.nav[k]), _present(src.nav[k])
+            src_nav = {name: _joined(pieces) for name, pieces in src_pieces.items()}
+            dest_ns = {**dest_buffers, **_scratch_nav(spec, uplan, src.n_frames)}
+            src_ns = {**_present(src.buffers[k]), **src_nav}
             udf = udfs.get(k)
             if udf is None:
                 udf = udfs[k] = client_udf(spec, uplan, dest_ns)
@@ -176,7 +188,7 @@ def merge_node(spec: RunSpec, children: Sequence[PartitionResult | MergeItem]) -
             udf.results = dest_data
             udf.merge(dest=dest_data, src=UDFData(src_ns, uplan.buffers))
             for name in uplan.nav_names:
-                dest.nav[k][name].extend(src.nav[k][name])
+                dest_nav[name].extend(src_pieces[name])
         dest.n_frames += src.n_frames
     return dest
 
@@ -265,7 +277,7 @@ def merge_all(spec: RunSpec, uplan: UDFPlan, k: int, blocks: Sequence[Block]) ->
     ordered: OrderedDict[Slice, UDFData] = OrderedDict()
     for b in blocks:
         key = Slice((b.offset, *(0,) * len(sig)), Shape((b.n_frames, *sig), sig_dims=len(sig)))
-        ordered[key] = UDFData(b.buffers[k], uplan.buffers, writable=False)
+        ordered[key] = UDFData(_present(b.buffers[k]), uplan.buffers, writable=False)
     arrays = allocate(uplan.buffers, spec.n_frames, sig)
     udf = client_udf(spec, uplan, arrays)
     merged = udf.merge_all(ordered)
@@ -310,7 +322,8 @@ def finish(
     for k, uplan in enumerate(spec.udfs):
         if uplan.strategy is MergeStrategy.CONCAT and blocks:
             arrays = {
-                name: _joined([blk.buffers[k][name] for blk in blocks]) for name in uplan.nav_names
+                name: _joined([_present(blk.buffers[k])[name] for blk in blocks])
+                for name in uplan.nav_names
             }
             acc = Accumulator(
                 client_udf(spec, uplan, arrays), arrays, np.ones(spec.n_frames, dtype=bool)
@@ -318,7 +331,7 @@ def finish(
         elif uplan.strategy is MergeStrategy.MERGE_ALL and blocks:
             acc = merge_all(spec, uplan, k, blocks)
         elif uplan.strategy is MergeStrategy.CHAIN and chain is not None:
-            acc = chain[k]
+            acc = _present(chain[k])
         else:
             acc = fresh_accumulator(spec, uplan)
             if root_item is not None and uplan.strategy is MergeStrategy.TREE:
@@ -365,8 +378,9 @@ def collect_results(
             )
         mask = None
         if isinstance(value, ArrayWithMask):
-            value, mask = value.data, value.mask
-        arr = np.asarray(value)
+            arr, mask = value.data, value.mask
+        else:
+            arr = np.asarray(value)
         _check_result(spec, uplan, name, decl, arr)
         out[name] = (decl, arr, mask)
     for name, decl in uplan.buffers.items():

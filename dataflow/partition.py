@@ -153,7 +153,7 @@ def _tile_depth(spec: RunSpec, runners: list[_Runner], copies: bool) -> int:
     itemsize = max([r.dtype.itemsize for r in runners] + [spec.dataset_dtype.itemsize])
     # tiles that are copies stay in cache; views can be larger (no copy is made). Both
     # sizes are the settings copy-tile-bytes / view-tile-bytes, read at plan time
-    budget = spec.copy_tile_bytes if copies else spec.view_tile_bytes
+    budget: float = spec.copy_tile_bytes if copies else spec.view_tile_bytes
     depth: float = budget
     for r in runners:
         budget = min(budget, r.uplan.tile_bytes)
@@ -326,13 +326,16 @@ def _process_tiles(
             continue
         # copies: converted to each dtype the UDFs want, and corrected; where a ROI
         # leaves gaps, gathered straight into those copies
-        runs = None if tile is not None else index_runs(sel[a:b])
+        runs: list[tuple[int, int]] = []
+        if tile is None:  # rows are missing from the block only where a ROI leaves gaps
+            assert sel is not None
+            runs = index_runs(sel[a:b])
         converted: dict[np.dtype, np.ndarray] = {}
         for r in runners:
             data = converted.get(r.dtype)
             if data is None:
                 data = buffer(r.dtype, m)
-                if runs is None:
+                if tile is not None:
                     np.copyto(data, tile, casting="unsafe")
                 else:
                     _gather(block, runs, data)

@@ -235,7 +235,7 @@ def input_dtype(dataset_dtype: Any, udfs: Sequence[UDF], corrections: Any = None
     ``np.result_type`` of the native dtype, float32 when corrections are applied, and
     every UDF's ``get_preferred_input_dtype()``: UDFs that run together share one dtype.
     """
-    dtype = np.dtype(dataset_dtype)
+    dtype: np.dtype[Any] = np.dtype(dataset_dtype)
     if corrections is not None and corrections.have_corrections():
         dtype = np.result_type(np.float32, dtype)
     for udf in udfs:
@@ -251,7 +251,7 @@ def input_dtype(dataset_dtype: Any, udfs: Sequence[UDF], corrections: Any = None
                 f"{type(udf).__name__}.get_preferred_input_dtype() returned {preferred!r}, "
                 f"not a dtype: {e}"
             ) from None
-    return np.dtype(dtype)
+    return dtype
 
 
 def _inspect(udf: UDF, dataset: DataSet, roi: np.ndarray | None, input_dtype: np.dtype) -> UDFPlan:
@@ -345,7 +345,7 @@ def make_plan(
     dtype = input_dtype(dataset.dtype, udfs, corrections)
     plans = tuple(_inspect(u, dataset, roi, dtype) for u in udfs)
     flat_roi = None if roi is None else roi.reshape(-1)
-    tasks = []
+    tasks: list[PartitionTask] = []
     offset = 0
     for p in dataset.partitions:
         if flat_roi is None:

@@ -380,7 +380,7 @@ class UDFResults:
 
 
 def wrap(
-    collected: Sequence[Mapping[str, tuple[BufferWrapper, np.ndarray]]],
+    collected: Sequence[Mapping[str, tuple[BufferWrapper, np.ndarray, np.ndarray | None]]],
     context: ResultContext,
     valid: np.ndarray | None = None,
     attrs: Sequence[Mapping[str, Any]] | None = None,

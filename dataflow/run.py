@@ -35,7 +35,7 @@ from dataflow.results import run_context, run_udf_attrs, wrap
 from dataflow.udf.base import _reset_kwargs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 
     from dataflow.executor.base import JobExecutor
     from dataflow.graph import UDFGraph
@@ -78,7 +78,7 @@ def plan_run(
 
 def _graph_dict(
     plan: RunPlan, executor: JobExecutor, split_every: int, with_results: bool
-) -> tuple[UDFGraph, dict]:
+) -> tuple[UDFGraph, dict[Any, Any]]:
     graph = build_graph(plan, split_every=split_every, with_results=with_results)
     if getattr(executor, "debug", False):
         # what any other scheduler does: the spec must pickle. (Not loaded back here:
@@ -170,7 +170,9 @@ class ResultGenerator:
     parameters for the partitions that start after the call (LiberTEM's API).
     """
 
-    def __init__(self, gen: Iterator[UDFResults], plan: RunPlan, executor: JobExecutor) -> None:
+    def __init__(
+        self, gen: Generator[UDFResults, None, None], plan: RunPlan, executor: JobExecutor
+    ) -> None:
         self._gen = gen
         self._plan = plan
         self._executor = executor
@@ -232,8 +234,8 @@ def _cancellation(done: Callable[[], int]) -> Iterator[None]:
 
 
 def _iterate(
-    executor: JobExecutor, graph: UDFGraph, dsk: dict, live: LiveRun
-) -> Iterator[UDFResults]:
+    executor: JobExecutor, graph: UDFGraph, dsk: dict[Any, Any], live: LiveRun
+) -> Generator[UDFResults, None, None]:
     live.start()
     try:
         with _cancellation(lambda: live.done):

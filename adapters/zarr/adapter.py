@@ -193,6 +193,8 @@ def _coords_of(
     """
     import zarr
 
+    if not array_path.strip("/"):  # the array is the store's root: no group around it
+        return {}, {}
     parent = array_path.rsplit("/", 1)[0] if "/" in array_path else ""
     try:
         group = zarr.open_group(store=source.open_store(), path=parent, mode="r")

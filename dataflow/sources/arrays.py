@@ -30,7 +30,7 @@ class MemoryAdapter(Adapter):
 
     name = "memory"
     description = "an in-memory NumPy array"
-    extensions: tuple[str, ...] = ()
+    extensions = ()
 
     @staticmethod
     def open(
@@ -139,7 +139,7 @@ class DaskAdapter(Adapter):
 
     name = "dask"
     description = "a dask array"
-    extensions: tuple[str, ...] = ()
+    extensions = ()
 
     @staticmethod
     def open(
@@ -239,7 +239,7 @@ class XarrayAdapter(Adapter):
 
     name = "xarray"
     description = "an xarray.DataArray (NumPy- or dask-backed)"
-    extensions: tuple[str, ...] = ()
+    extensions = ()
 
     @staticmethod
     def open(
@@ -273,7 +273,7 @@ class XarrayAdapter(Adapter):
             attrs["data_units"] = attrs.pop("units")
         if units:
             attrs["units"] = units
-        common = {
+        common: dict[str, Any] = {
             "sig_dims": len(names),
             "num_partitions": num_partitions,
             "partition_bytes": partition_bytes,
@@ -292,8 +292,8 @@ def _signal_names(data_array: Any, sig_dims: Sequence[str] | int | None) -> tupl
     dims = tuple(str(d) for d in data_array.dims)
     if sig_dims is None:
         sig_dims = 2
-    if isinstance(sig_dims, (int, np.integer)) and not isinstance(sig_dims, bool):
-        check_sig_dims(int(sig_dims), data_array.shape, f"the DataArray with dims {dims}")
+    if isinstance(sig_dims, (int, np.integer)):  # a bool is refused here
+        check_sig_dims(sig_dims, data_array.shape, f"the DataArray with dims {dims}")
         return dims[len(dims) - int(sig_dims) :]
     if isinstance(sig_dims, str):
         sig_dims = (sig_dims,)

@@ -131,7 +131,8 @@ class DataSet:
     @cached_property
     def array(self) -> da.Array:
         """The data as a dask array of shape ``nav + sig``."""
-        return self.partition_array.reshape(tuple(self._shape))
+        array: da.Array = self.partition_array.reshape(tuple(self._shape))
+        return array
 
     @property
     def shape(self) -> Shape:
@@ -139,9 +140,10 @@ class DataSet:
         return self._shape
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         """Native dtype."""
-        return self.partition_array.dtype
+        dtype: np.dtype[Any] = np.dtype(self.partition_array.dtype)
+        return dtype
 
     @property
     def sig_dims(self) -> int:

@@ -29,10 +29,10 @@ import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from dataflow._dask import array_from_blocks, task
 from dataflow.sources.checks import tile_depth
 from dataflow.sources.model import DataSet
 from dataflow.sources.partitions import DEFAULT_PARTITION_BYTES, plan_partitions
@@ -133,12 +133,6 @@ class FrameReader(ABC):
                     self.read_selected(handle, a, b, selected, inner)
         return out
 
-    def block(self, block_info: dict[Any, Any] | None = None) -> np.ndarray:
-        """The block of ``partition_array`` that ``block_info`` locates (for ``map_blocks``)."""
-        assert block_info is not None
-        start, stop = block_info[None]["array-location"][0]
-        return self(start, stop, None)
-
     def __dask_tokenize__(self) -> Any:
         fields = [
             (f.name, _token_value(getattr(self, f.name)))
@@ -152,10 +146,6 @@ def _token_value(value: Any) -> Any:
     if isinstance(value, np.dtype):
         return (value.str, str(value.descr))
     return value
-
-
-def _read_block(reader: FrameReader, block_info: dict[Any, Any] | None = None) -> np.ndarray:
-    return reader.block(block_info)
 
 
 def file_token(paths: Sequence[Path | str]) -> list[tuple[str, int, int]]:
@@ -217,13 +207,13 @@ def reader_dataset(
     )
     token = f"{name}-{tokenize(identity, reader)}"
     sizes = tuple(p.n_frames for p in partitions)
-    array = da.map_blocks(
-        _read_block,
-        chunks=(sizes, *((s,) for s in layout.sig_shape)),
-        dtype=dtype,
-        meta=np.empty((0,) * (1 + len(layout.sig_shape)), dtype=dtype),
-        name=f"{name}-{tokenize(token, sizes)}",
-        reader=reader,
+    sig_zeros = (0,) * len(layout.sig_shape)
+    # one task per partition, reading its frames: no block_info layer beside it
+    array = array_from_blocks(
+        f"{name}-{tokenize(token, sizes)}",
+        {(i, *sig_zeros): task(reader, p.start, p.stop, None) for i, p in enumerate(partitions)},
+        (sizes, *((s,) for s in layout.sig_shape)),
+        dtype,
     )
     return DataSet(
         array,

@@ -9,7 +9,7 @@ its constructor keywords (``self.params``).
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast, runtime_checkable
 
 import numpy as np
 
@@ -376,12 +376,19 @@ class UDF:
     #: order on the workers (``False``), as LiberTEM's fold does literally.
     MERGE_TREE = True
 
+    #: The engine sets these before it calls any method a UDF implements; they are
+    #: ``None`` on a UDF that is not taking part in a run. Typed without ``None`` so
+    #: that UDF code reads ``self.meta.dataset_shape`` without a check.
+    task_data: UDFData
+    results: UDFData
+    meta: UDFMeta
+
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = kwargs
         self.params = UDFKwargsWrapper(kwargs)
-        self.task_data: UDFData | None = None
-        self.results: UDFData | None = None
-        self.meta: UDFMeta | None = None
+        self.task_data = cast("UDFData", None)
+        self.results = cast("UDFData", None)
+        self.meta = cast("UDFMeta", None)
         self._backend = "numpy"
 
     # the interface UDFs implement ------------------------------------------------
@@ -416,6 +423,22 @@ class UDF:
             dest_view = dest.get(name)
             check_cast(src_view, dest_view)
             dest_view[:] = src_view
+
+    if TYPE_CHECKING:
+        # The optional methods, for type checkers only: a UDF defines those it needs,
+        # and the planner finds them with ``_implements`` (a definition here would make
+        # every UDF look like it implements all of them).
+        def preprocess(self) -> None: ...
+
+        def postprocess(self) -> None: ...
+
+        def process_tile(self, tile: np.ndarray) -> None: ...
+
+        def process_frame(self, frame: np.ndarray) -> None: ...
+
+        def process_partition(self, partition: np.ndarray) -> None: ...
+
+        def merge_all(self, ordered_results: Mapping[Slice, UDFData]) -> Mapping[str, Any]: ...
 
     def get_results(self) -> dict[str, Any]:
         """The final results; the default returns every buffer that is not private."""

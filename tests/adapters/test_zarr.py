@@ -709,11 +709,16 @@ def test_xarray_store_consolidated(ctx, zarr, tmp_path, consolidated):
 @pytest.fixture
 def object_store(zarr, tmp_path):
     """A zarr 3 array of dtype object (variable-length bytes)."""
+    from zarr.dtype import VariableLengthBytes  # zarr 3.1.0 reads "bytes" as fixed-length
+
     values = np.array([b"a", b"bb", b"c", b"d"] * 4, dtype=object).reshape(2, 2, 2, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr: the data type has no stable v3 spec
         z = zarr.create_array(
-            str(tmp_path / "o.zarr"), shape=values.shape, dtype="bytes", chunks=(1, 2, 2, 2)
+            str(tmp_path / "o.zarr"),
+            shape=values.shape,
+            dtype=VariableLengthBytes(),
+            chunks=(1, 2, 2, 2),
         )
         z[...] = values
     return tmp_path / "o.zarr", values
