@@ -243,7 +243,7 @@ class OffsetFrameReader(FrameReader):
             buf = np.empty(n * self.record_bytes, dtype=np.uint8)
             with open(path, "rb") as f:
                 f.seek(offset + (lo - first) * self.record_bytes)
-                got = f.readinto(memoryview(buf))
+                got = f.readinto(buf.data)
             # the last record may lack trailing bytes that follow its pixels
             need = (n - 1) * self.record_bytes + self.skip + self.frame_bytes
             if got < need:

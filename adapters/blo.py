@@ -99,7 +99,7 @@ def read_blo_header(path: str | os.PathLike[str], endianess: str = "<") -> dict[
             f"{str(p)!r} has {len(raw)} bytes; a blockfile header alone is {dt.itemsize} bytes"
         )
     rec = np.frombuffer(raw, dtype=dt, count=1)[0]
-    return {name: rec[name].item() for name in dt.names if name != "ID"}
+    return {name: rec[name].item() for name in dt.names or () if name != "ID"}
 
 
 class BloAdapter(Adapter):
@@ -113,7 +113,7 @@ class BloAdapter(Adapter):
     name = "blo"
     description = "NanoMegas ASTAR blockfiles (.blo)"
     url = "https://hyperspy.org/rosettasciio/user_guide/supported_formats/blockfile.html"
-    extensions: tuple[str, ...] = (".blo",)
+    extensions = (".blo",)
 
     @staticmethod
     def open(

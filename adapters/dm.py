@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def _images(p: Path) -> list[dict[str, Any]]:
         raise DataSetException(f"{str(p)!r} is not a DM3/DM4 file RosettaSciIO reads: {e}") from e
 
 
-def _data_location(image: dict[str, Any], p: Path) -> tuple[int, str]:
+def _data_location(image: dict[str, Any], p: Path) -> tuple[int, Literal["<", ">"]]:
     """Byte offset and byte order ('<' or '>') of an image's pixels."""
     try:
         data = image["original_metadata"]["ImageList"]["TagGroup0"]["ImageData"]["Data"]
@@ -98,7 +98,7 @@ class DMAdapter(Adapter):
     name = "dm"
     description = "Gatan Digital Micrograph .dm3/.dm4 files (one data set, or a stack of frames)"
     url = "https://hyperspy.org/rosettasciio/user_guide/supported_formats/digitalmicrograph.html"
-    extensions: tuple[str, ...] = (".dm3", ".dm4")
+    extensions = (".dm3", ".dm4")
 
     @staticmethod
     def open(

@@ -134,7 +134,7 @@ class EMDAdapter(Adapter):
     name = "emd"
     description = "NCEM (Berkeley) EMD files, HDF5 with labelled dimensions"
     url = "https://emdatasets.com/format/"
-    extensions: tuple[str, ...] = (".emd",)
+    extensions = (".emd",)
 
     @staticmethod
     def open(

@@ -210,7 +210,7 @@ class HDF5Adapter(Adapter):
     name = "hdf5"
     description = "a dataset in an HDF5 file (h5py), chunked or contiguous, compressed or not"
     url = "https://docs.h5py.org"
-    extensions: tuple[str, ...] = _EXTENSIONS
+    extensions = _EXTENSIONS
 
     @staticmethod
     def guess_can_open(path: Any) -> bool:

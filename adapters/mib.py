@@ -291,7 +291,7 @@ class MIBAdapter(Adapter):
     name = "mib"
     description = "Quantum Detectors Merlin .mib files (U08/U16/U32 and single-chip R64)"
     url = "https://quantumdetectors.com/products/merlinem/"
-    extensions: tuple[str, ...] = (".mib", ".hdr")
+    extensions = (".mib", ".hdr")
 
     @staticmethod
     def open(

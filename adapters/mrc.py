@@ -67,7 +67,7 @@ class MRCAdapter(Adapter):
     name = "mrc"
     description = "MRC files (a stack of 2D frames), as written by DE cameras, IMOD, MRCZ"
     url = "https://www.ccpem.ac.uk/mrc_format/mrc2014.php"
-    extensions: tuple[str, ...] = (".mrc",)
+    extensions = (".mrc",)
 
     @staticmethod
     def open(

@@ -236,7 +236,7 @@ class NPYAdapter(Adapter):
     name = "npy"
     description = "a NumPy .npy file (C order), read without loading it whole"
     url = "https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html"
-    extensions: tuple[str, ...] = (".npy",)
+    extensions = (".npy",)
 
     @staticmethod
     def open(
@@ -347,6 +347,7 @@ class NPYAdapter(Adapter):
         if 0 in shape:
             raise DataSetException(f"{str(p)!r} holds an empty array of shape {shape}")
         if sig is None:
+            assert sig_dims is not None  # checked above whenever sig is None
             sig = shape[-sig_dims:]
         elif sig_dims is None:  # the stored frame: the trailing axes with sig's item count
             sig_dims = _stored_sig_dims(shape, math.prod(sig))

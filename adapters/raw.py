@@ -123,7 +123,7 @@ class RawAdapter(Adapter):
     name = "raw"
     description = "a raw binary file of C-ordered frames without a header (dtype and shapes given)"
     url = "https://libertem.github.io/LiberTEM/reference/dataset.html"
-    extensions: tuple[str, ...] = (".raw", ".bin")
+    extensions = (".raw", ".bin")
 
     @staticmethod
     def guess_can_open(path: Any) -> bool:

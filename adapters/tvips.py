@@ -94,7 +94,7 @@ def read_series_header(path: str | os.PathLike[str]) -> dict[str, int]:
             f"{str(p)!r} has {len(raw)} bytes; a TVIPS series header is {SERIES_HEADER_BYTES}"
         )
     rec = np.frombuffer(raw, dtype=_SERIES, count=1)[0]
-    h = {name: int(rec[name]) for name in _SERIES.names}
+    h = {name: int(rec[name]) for name in _SERIES.names or ()}
     if h["size"] != SERIES_HEADER_BYTES or h["version"] not in (1, 2):
         raise DataSetException(
             f"{str(p)!r} is not a TVIPS file: its header gives size {h['size']} and version "
@@ -188,7 +188,7 @@ class TVIPSAdapter(Adapter):
     name = "tvips"
     description = "TVIPS recorder streams (*_000.tvips, *_001.tvips, ...)"
     url = "https://hyperspy.org/rosettasciio/user_guide/supported_formats/tvips.html"
-    extensions: tuple[str, ...] = (".tvips",)
+    extensions = (".tvips",)
 
     @staticmethod
     def open(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from dataflow.errors import DataflowWarning, ExecutorSpecException
 from dataflow.executor.base import JobExecutor
@@ -452,7 +452,7 @@ class Context:
         path: Any,
         progress: bool = False,
         overwrite: bool = False,
-        format: str | None = None,
+        format: Literal["npy", "zarr"] | None = None,
     ) -> None:
         """Write ``dataset`` to ``path`` as ``.npy`` (as LiberTEM does) or zarr, streaming.
 

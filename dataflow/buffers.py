@@ -247,8 +247,9 @@ def fill_value(dtype: npt.DTypeLike) -> Any:
 
 def check_cast(fromvar: npt.ArrayLike, tovar: npt.ArrayLike) -> None:
     """Raise ``TypeError`` unless ``fromvar``'s dtype casts safely to ``tovar``'s."""
-    if not np.can_cast(np.asarray(fromvar).dtype, np.asarray(tovar).dtype, casting="safe"):
-        raise TypeError(f"Unsafe automatic casting from {fromvar.dtype} to {tovar.dtype}")
+    from_dtype, to_dtype = np.asarray(fromvar).dtype, np.asarray(tovar).dtype
+    if not np.can_cast(from_dtype, to_dtype, casting="safe"):
+        raise TypeError(f"Unsafe automatic casting from {from_dtype} to {to_dtype}")
 
 
 class UDFData:

@@ -168,7 +168,7 @@ def _show(fig: Any, ax: Any, arr: xr.DataArray, title: str) -> None:
         return
     if values.ndim > 2:  # fold leading axes into rows
         values = values.reshape((-1, values.shape[-1]))
-        title = f"{title} ({' x '.join(arr.dims[:-1])} folded)"
+        title = f"{title} ({' x '.join(str(d) for d in arr.dims[:-1])} folded)"
     im = ax.imshow(values, origin="upper", interpolation="nearest")
     ax.set_ylabel(arr.dims[-2] if arr.ndim == 2 else "rows")
     ax.set_xlabel(arr.dims[-1])

@@ -172,6 +172,8 @@ def _repair_plan(mask: np.ndarray, allow_empty: bool) -> tuple[np.ndarray, np.nd
             f"excluded pixels {[tuple(int(x) for x in coords[i]) for i in empty]} have no valid "
             "neighbour to repair them from; pass allow_empty=True to leave them uncorrected"
         )
-    flat = np.ravel_multi_index(tuple(coords.T), shape) if len(coords) else np.zeros(0, np.intp)
+    flat = np.zeros(0, np.intp)
+    if len(coords):
+        flat = np.asarray(np.ravel_multi_index(tuple(coords.T), shape))
     # the -1 padding indexes the last pixel; its weight is zero
     return flat, neighbours, counts

@@ -246,7 +246,9 @@ class _ZarrWriteUDF(UDF):
                 f"the zarr array {self.params.path!r} has shape {tuple(arr.shape)}; expected "
                 f"{(*nav, *sig)}, as created for this export. Was it replaced meanwhile?"
             )
-        start = self.meta.slice.origin[0]
+        part = self.meta.slice
+        assert part is not None  # set while a partition runs
+        start = part.origin[0]
         pos = 0
         for region in _nav_regions(start, start + partition.shape[0], nav):
             extent = tuple(s.stop - s.start for s in region)

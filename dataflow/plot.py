@@ -144,9 +144,17 @@ class MPLLive2DPlot(Live2DPlot):
     """
 
     def __init__(
-        self, *args: Any, cmap: str = "viridis", min_delta: float = 0.5, **kwargs: Any
+        self,
+        dataset: DataSet,
+        udf: UDF,
+        roi: np.ndarray | None = None,
+        channel: Any = None,
+        title: str | None = None,
+        min_delta: float = 0.5,
+        udfresult: Any = None,
+        cmap: str = "viridis",
     ) -> None:
-        super().__init__(*args, min_delta=min_delta, **kwargs)
+        super().__init__(dataset, udf, roi, channel, title, min_delta, udfresult)
         self.cmap = cmap
         self.fig: Any = None
         self.axes: Any = None
@@ -161,7 +169,7 @@ class MPLLive2DPlot(Live2DPlot):
     def update(self, damage: np.ndarray, force: bool = False) -> None:
         if self.fig is None:
             self.display()
-        data = np.ma.array(self.data, mask=~damage) if damage is not None else self.data
+        data: Any = np.ma.array(self.data, mask=~damage) if damage is not None else self.data
         finite = np.asarray(data[~np.ma.getmaskarray(data)], dtype=float) if data.size else data
         finite = finite[np.isfinite(finite)] if finite.size else finite
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)

@@ -91,7 +91,7 @@ class PickFrameAnalysis(BaseAnalysis):
         for axis, c in zip(_AXES[3 - dims :], keep, strict=True):
             if isinstance(c, bool) or not isinstance(c, numbers.Integral):
                 raise TypeError(f"{axis} is {c!r}; expected an integer frame index")
-        return tuple(int(c) for c in keep)
+        return tuple(int(c) for c in keep if c is not None)  # None was refused above
 
     def get_udf(self) -> PickUDF:
         return PickUDF()

@@ -521,6 +521,13 @@ class CoMUDF(UDF):
             cx=sig[1] // 2 if p.cx is None else p.cx,
         )
 
+    def _centre(self) -> tuple[float, float]:
+        """``(cy, cx)`` of :meth:`get_params`, which never leaves them None."""
+        p = self.get_params()
+        assert p.cy is not None
+        assert p.cx is not None
+        return p.cy, p.cx
+
     def get_backends(self) -> Any:
         return self.BACKEND_ALL
 
@@ -556,11 +563,12 @@ class CoMUDF(UDF):
 
     def get_task_data(self) -> dict[str, Any]:
         p = self.get_params()
+        cy, cx = self._centre()
         sy, sx = tuple(self.meta.dataset_shape.sig)
         if p.ri is None or np.isclose(p.ri, 0.0):
-            base = circular(p.cx, p.cy, sx, sy, p.r)
+            base = circular(cx, cy, sx, sy, p.r)
         else:
-            base = ring(p.cx, p.cy, sx, sy, p.r, p.ri)
+            base = ring(cx, cy, sx, sy, p.r, p.ri)
         base = base.astype(np.float32)
         masks = np.stack([base, gradient_y(sx, sy) * base, gradient_x(sx, sy) * base])
         dtype = np.result_type(self.meta.input_dtype, np.float32)
@@ -627,6 +635,7 @@ class CoMUDF(UDF):
 
     def get_results(self) -> dict[str, np.ndarray]:
         p = self.get_params()
+        cy, cx = self._centre()
         nav_shape = tuple(self.meta.dataset_shape.nav)
         nav_size = math.prod(nav_shape)
         roi = self.meta.roi
@@ -638,7 +647,7 @@ class CoMUDF(UDF):
         sums[selected] = raw
         sums = sums.reshape((*nav_shape, 3))
         shift_y, shift_x = center_shifts(
-            sums[..., 0], sums[..., 1], sums[..., 2], ref_y=p.cy, ref_x=p.cx
+            sums[..., 0], sums[..., 1], sums[..., 2], ref_y=cy, ref_x=cx
         )
         field = np.stack(
             apply_correction(shift_y, shift_x, scan_rotation=p.scan_rotation, flip_y=p.flip_y),

@@ -81,7 +81,8 @@ class CrystallinityUDF(UDF):
         sig_shape = tuple(self.meta.dataset_shape.sig)
         real_mask = None
         if p.real_center is not None and p.real_rad is not None:
-            real_mask = 1 - _disk(*p.real_center, sig_shape, p.real_rad)
+            ry, rx = p.real_center
+            real_mask = 1 - _disk(ry, rx, sig_shape, p.real_rad)
         cy, cx = sig_shape[0] * 0.5, sig_shape[1] * 0.5
         ring = _disk(cy, cx, sig_shape, p.rad_out) - _disk(cy, cx, sig_shape, p.rad_in)
         # the ring in unshifted frequencies, cut to the half that rfft2 returns

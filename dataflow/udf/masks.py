@@ -453,7 +453,8 @@ class ApplyMasksUDF(UDF):
             stack = _Stack(stack.rows.astype(mask_dtype), stack.mask_shape, stack.mode)
         task_data: dict[str, Any] = {"product": _make_product(stack, dtype)}
         if self.params.shifts is not None:
-            task_data["shifter"] = _Shifter(self._sig_shape(), self.meta.input_dtype)
+            sig_shape = tuple(self.meta.dataset_shape.sig)
+            task_data["shifter"] = _Shifter(sig_shape, self.meta.input_dtype)
         return task_data
 
     def process_tile(self, tile: np.ndarray) -> None:

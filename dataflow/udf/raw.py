@@ -71,7 +71,9 @@ class PickUDF(UDF):
         }
 
     def process_tile(self, tile: np.ndarray) -> None:
-        start = self.meta.slice.origin[0]  # flattened, ROI-compressed frame index
+        part = self.meta.slice
+        assert part is not None  # set while a partition runs
+        start = part.origin[0]  # flattened, ROI-compressed frame index
         self.results.intensity[start : start + tile.shape[0]] = tile
 
     def merge(self, dest: UDFData, src: UDFData) -> None:

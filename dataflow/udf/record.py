@@ -104,7 +104,9 @@ class RecordUDF(UDF):
         return {"frames": memmap.reshape(flat)}
 
     def process_tile(self, tile: np.ndarray) -> None:
-        start = self.meta.slice.origin[0]
+        part = self.meta.slice
+        assert part is not None  # set while a partition runs
+        start = part.origin[0]
         self.task_data.frames[start : start + tile.shape[0]] = tile
 
     def cleanup(self) -> None:
