@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -71,11 +72,18 @@ class _OneBlasThread:
         self._forever = False
         self._count = 0
         self._limiter: Any = None
+        self._controller: Any = None
+        self._modules_seen = 0
 
     def _limit(self) -> Any:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
 
-        return threadpool_limits(limits=1, user_api="blas")
+        # Finding the loaded BLAS libraries reads the process's memory map (milliseconds,
+        # more than a small run): done again only when modules were imported since.
+        if self._controller is None or len(sys.modules) != self._modules_seen:
+            self._controller = ThreadpoolController()
+            self._modules_seen = len(sys.modules)
+        return self._controller.limit(limits=1, user_api="blas")
 
     def ensure(self) -> None:
         """Limit BLAS to one thread in this (worker) process for good, unless done already."""
