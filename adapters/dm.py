@@ -216,9 +216,8 @@ class DMAdapter(Adapter):
             sync_offset=sync_offset,
             source=repr(str(p)),
         )
-        axes = axes_from_rsciio(image["axes"])
-        if [a.size for a in axes] != list(shape):
-            axes = None
+        file_axes = axes_from_rsciio(image["axes"])
+        axes = file_axes if [a.size for a in file_axes] == list(shape) else None
         dims_, coords, attrs = labels(axes, layout, raw_nav, raw_sig, dims=dims)
         reader = OffsetFrameReader(
             layout=layout,

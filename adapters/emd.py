@@ -205,7 +205,7 @@ class EMDAdapter(Adapter):
         try:
             shape = tuple(int(s) for s in array.shape)
             dtype = np.dtype(array.dtype).newbyteorder("=")
-            axes = axes_from_rsciio(info["axes"])
+            file_axes = axes_from_rsciio(info["axes"])
         finally:
             _close_h5(array)
         import h5py
@@ -230,8 +230,7 @@ class EMDAdapter(Adapter):
             sync_offset=sync_offset,
             source=repr(f"{p}:{key}"),
         )
-        if len(axes) != len(shape) or [a.size for a in axes] != list(shape):
-            axes = None
+        axes = file_axes if [a.size for a in file_axes] == list(shape) else None
         dims_, coords, attrs = labels(axes, layout, raw_nav, raw_sig, dims=dims, use_names=True)
         attrs["emd"] = {"dataset_path": key, "title": info["metadata"]["General"].get("title")}
         reader = _HDF5FrameReader(
