@@ -14,12 +14,14 @@ and never a private dask name.
   tasks, throttles their start and cancels a run from inside ``_pretask``;
   :func:`local_stream_kwargs` passes it (in its private tuple form) and
   ``chunksize=1``;
-* introspection: the size of a pool (:func:`pool_size`) and the client behind a
-  scheduler function (:func:`scheduler_client`).
+* introspection: the size of a pool (:func:`pool_size`), the client behind a
+  scheduler function (:func:`scheduler_client`) and the memory limit of the worker
+  running a task (:func:`worker_memory_limit`).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from dask.callbacks import Callback
@@ -231,6 +233,25 @@ def pool_size(pool: Any) -> int:
     """
     size: Any = getattr(pool, "_max_workers", None) or getattr(pool, "_processes", 1)
     return int(size)
+
+
+def worker_memory_limit() -> int | None:
+    """The memory limit of the ``dask.distributed`` worker running this task, or None.
+
+    ``distributed.get_worker`` is public; ``Worker.memory_manager.memory_limit`` is
+    documented only in the worker memory guide. Never imports distributed: outside a
+    worker process it has not been imported, and there is no limit to find.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        worker = distributed.get_worker()
+    except (ValueError, AttributeError):  # not in a worker's task
+        return None
+    manager = getattr(worker, "memory_manager", None)
+    limit = getattr(manager, "memory_limit", None)
+    return int(limit) if limit else None
 
 
 def configured_scheduler(scheduler: Any) -> Callable[..., Any]:

@@ -11,9 +11,11 @@ from it).
 =====================  =============  ===============================================
 setting                default        meaning
 =====================  =============  ===============================================
-``file-map-bytes``     None           bytes of ``.npy``/raw files that stay memory
-                                      mapped per process between tasks and runs;
-                                      None: 1/16 of the machine's memory; 0: off
+``file-map-bytes``     None           bytes of ``.npy``/raw files and zarr chunk
+                                      files that stay memory mapped per process
+                                      between tasks and runs; None: 1/16 of the
+                                      machine's memory (in a dask worker, at most
+                                      1/8 of its memory limit); 0: off
 ``view-tile-bytes``    256 MiB        tiles that are views of the data: at most this
 ``copy-tile-bytes``    1 MiB          tiles copied into scratch (dtype conversion,
                                       corrections, ROI gathers): at most this

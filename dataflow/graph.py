@@ -36,7 +36,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from dataflow._dask import cull_graph, ref, task
 from dataflow.merge import MergeStrategy, block, chain_step, finish, merge_node
-from dataflow.partition import run_partition
+from dataflow.partition import read_partition, run_partition
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -138,13 +138,8 @@ def build_graph(
     spec = plan.spec
     token = f"{plan.token}-{split_every}-{int(with_results)}"
     label = plan.label
-    data = plan.dataset.partition_array
-    data_graph = data.__dask_graph__()
-    if not isinstance(data_graph, HighLevelGraph):  # dask arrays have layered graphs
-        data_graph = HighLevelGraph.from_collections(data.name, data_graph)
-    layers: dict[str, Mapping[Any, Any]] = dict(data_graph.layers)
-    deps: dict[str, set[str]] = {k: set(v) for k, v in data_graph.dependencies.items()}
-    data_layers = set(data.__dask_layers__())
+    layers: dict[str, Mapping[Any, Any]] = {}
+    deps: dict[str, set[str]] = {}
 
     def layer(name: str, tasks: Mapping[Any, Any], depends: set[str]) -> None:
         layers[name] = tasks
@@ -154,32 +149,48 @@ def build_graph(
     layer(spec_key, {spec_key: spec}, set())
 
     part_name = f"{label}-partition-{token}"
-    tail = (0,) * (data.ndim - 1)
     parts = [(part_name, i) for i in range(len(plan.tasks))]
-    # a partition reads its block of partition_array, or, with a ROI and a dataset
-    # that can skip frames, only the storage that holds its selected frames
+    # A partition of a file source (a FrameReader) reads its frames itself, piece by
+    # piece, in its own task (only its selected frames, with a ROI): nothing of the
+    # size of the data passes between tasks. Other partitions get their block of
+    # partition_array.
     reader = plan.dataset.reader
-    read_name = f"{label}-read-{token}"
-    reads: dict[Any, Any] = {}
-    inputs: list[Any] = []  # per task, the key of its data
-    for i, t in enumerate(plan.tasks):
-        if reader is not None and t.roi is not None:
-            reads[(read_name, i)] = task(reader, t.partition.start, t.partition.stop, t.roi)
-            inputs.append((read_name, i))
-        else:
-            inputs.append((data.name, t.partition.index, *tail))
-    part_deps = {spec_key, *data_layers}
-    if reads:
-        layer(read_name, reads, set())
-        part_deps.add(read_name)
-    layer(
-        part_name,
-        {
-            key: task(run_partition, ref(spec_key), ref(block), i)
-            for i, (key, block) in enumerate(zip(parts, inputs, strict=True))
-        },
-        part_deps,
-    )
+    if reader is not None and callable(getattr(reader, "pieces", None)):
+        layer(
+            part_name,
+            {key: task(read_partition, ref(spec_key), reader, i) for i, key in enumerate(parts)},
+            {spec_key},
+        )
+    else:
+        data = plan.dataset.partition_array
+        data_graph = data.__dask_graph__()
+        if not isinstance(data_graph, HighLevelGraph):  # dask arrays have layered graphs
+            data_graph = HighLevelGraph.from_collections(data.name, data_graph)
+        layers.update(data_graph.layers)
+        deps.update({k: set(v) for k, v in data_graph.dependencies.items()})
+        tail = (0,) * (data.ndim - 1)
+        # with a ROI, a plain ``reader(start, stop, mask)`` reads only selected frames
+        read_name = f"{label}-read-{token}"
+        reads: dict[Any, Any] = {}
+        inputs: list[Any] = []  # per task, the key of its data
+        for i, t in enumerate(plan.tasks):
+            if reader is not None and t.roi is not None:
+                reads[(read_name, i)] = task(reader, t.partition.start, t.partition.stop, t.roi)
+                inputs.append((read_name, i))
+            else:
+                inputs.append((data.name, t.partition.index, *tail))
+        part_deps = {spec_key, *data.__dask_layers__()}
+        if reads:
+            layer(read_name, reads, set())
+            part_deps.add(read_name)
+        layer(
+            part_name,
+            {
+                key: task(run_partition, ref(spec_key), ref(b), i)
+                for i, (key, b) in enumerate(zip(parts, inputs, strict=True))
+            },
+            part_deps,
+        )
     uplans = spec.udfs
     final_deps = {spec_key}
 

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,14 +26,14 @@ from dataflow.sources.regions import index_runs, run_bounds
 from dataflow.udf.base import UDFMeta, UDFMethod, _Cursor
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
     import numpy.typing as npt
 
     from dataflow.plan import PartitionTask, RunSpec, UDFPlan
     from dataflow.udf.base import UDF
 
-__all__ = ["PartitionResult", "run_partition"]
+__all__ = ["PartitionResult", "PieceReader", "read_partition", "run_partition"]
 
 
 @dataclass
@@ -208,21 +208,109 @@ def run_partition(spec: RunSpec, block: npt.ArrayLike, index: int) -> PartitionR
         raise ValueError(
             f"partition {p.index} expected {p.n_frames} frames, got a block of shape {block.shape}"
         )
+    return _enter(spec, task, _Frames(block, None))
+
+
+def read_partition(spec: RunSpec, reader: PieceReader, index: int) -> PartitionResult:
+    """:func:`run_partition`, reading the partition's frames itself, piece by piece.
+
+    ``reader.pieces(start, stop, mask)`` yields the partition's frames as pieces
+    (views of memory maps, or chunks decoded into a buffer the reader reuses); tiles
+    are cut from each piece as it comes, so the partition is never assembled in
+    memory unless a UDF processes whole partitions.
+    """
+    task = spec.tasks[index]
+    p = task.partition
+    return _enter(spec, task, _Frames(None, reader.pieces(p.start, p.stop, task.roi)))
+
+
+class PieceReader(Protocol):
+    """What :func:`read_partition` reads through (see ``FrameReader.pieces``)."""
+
+    def pieces(
+        self, start: int, stop: int, mask: np.ndarray | None
+    ) -> Generator[tuple[int, np.ndarray]]: ...
+
+
+class _Frames:
+    """A partition's frames: one block in memory, or pieces read as they are used.
+
+    A piece ``(row, frames)`` holds partition rows ``row:row + len(frames)`` and is
+    valid until the next one is asked for. Rows no piece covers are unselected frames
+    or positions outside the source: never processed.
+    """
+
+    def __init__(
+        self, block: np.ndarray | None, pieces: Generator[tuple[int, np.ndarray]] | None
+    ) -> None:
+        self.block = block
+        self._pieces = pieces
+
+    def pieces(self, task: PartitionTask, spec: RunSpec) -> Iterator[tuple[int, np.ndarray]]:
+        if self.block is not None:
+            yield 0, self.block
+            return
+        assert self._pieces is not None
+        n = task.partition.n_frames
+        end = 0
+        for row, frames in self._pieces:
+            if (
+                row < end
+                or row + len(frames) > n
+                or frames.shape[1:] != spec.sig_shape
+                or frames.dtype != spec.dataset_dtype
+            ):
+                raise ValueError(
+                    f"partition {task.partition.index} ({n} frames): a piece at row {row} of "
+                    f"shape {frames.shape} and dtype {frames.dtype}, after row {end}; expected "
+                    f"frames of shape {spec.sig_shape} and dtype {spec.dataset_dtype} in order"
+                )
+            end = row + len(frames)
+            yield row, frames
+
+    def whole(self, task: PartitionTask, spec: RunSpec) -> np.ndarray:
+        """The partition as one block (pieces copied into it; zeros between them)."""
+        if self.block is None:
+            n = task.partition.n_frames
+            block: np.ndarray | None = None
+            for row, frames in self.pieces(task, spec):
+                if block is None:
+                    if row == 0 and len(frames) == n:
+                        # one piece of it all: kept, so not advanced past (it stays
+                        # valid until close)
+                        block = frames
+                        break
+                    block = np.zeros((n, *spec.sig_shape), dtype=frames.dtype)
+                block[row : row + len(frames)] = frames
+            if block is None:
+                block = np.zeros((n, *spec.sig_shape), dtype=spec.dataset_dtype)
+            self.block = block
+        return self.block
+
+    def close(self) -> None:
+        """Let the reader take back its buffers: the partition's frames are done with."""
+        if self._pieces is not None:
+            self._pieces.close()
+
+
+def _enter(spec: RunSpec, task: PartitionTask, frames: _Frames) -> PartitionResult:
     sel = None if task.roi is None else np.flatnonzero(task.roi)
+    p = task.partition
     frame_indices = np.arange(p.start, p.stop) if sel is None else p.start + sel
     cursor = _Cursor(0, task.n_frames)
-    if spec.blas_threads == 1:
-        if os.getpid() != spec.client_pid:
-            _BLAS_ONE_THREAD.ensure()
-        else:
-            with _BLAS_ONE_THREAD.hold():
-                return _run(spec, block, task, sel, frame_indices, cursor)
-    return _run(spec, block, task, sel, frame_indices, cursor)
+    with contextlib.closing(frames):
+        if spec.blas_threads == 1:
+            if os.getpid() != spec.client_pid:
+                _BLAS_ONE_THREAD.ensure()
+            else:
+                with _BLAS_ONE_THREAD.hold():
+                    return _run(spec, frames, task, sel, frame_indices, cursor)
+        return _run(spec, frames, task, sel, frame_indices, cursor)
 
 
 def _run(
     spec: RunSpec,
-    block: np.ndarray,
+    frames: _Frames,
     task: PartitionTask,
     sel: np.ndarray | None,
     frame_indices: np.ndarray,
@@ -244,7 +332,7 @@ def _run(
         for runner in runners:
             if runner.method is UDFMethod.PARTITION and hi > lo:
                 uplan, stage = runner.uplan, "process_partition"
-                data = _whole(spec, block, sel, runner.dtype)
+                data = _whole(spec, frames.whole(task, spec), sel, runner.dtype)
                 if task.data is not None:  # positions outside the source: not processed
                     data = data[lo:hi]
                     cursor.start, cursor.stop = lo, hi
@@ -253,8 +341,8 @@ def _run(
                 runner.udf.process_partition(data)
                 runner.set_whole()
         tiled = [r for r in runners if r.method is not UDFMethod.PARTITION]
-        if tiled:
-            _process_tiles(spec, block, sel, task, tiled, cursor)
+        if tiled and hi > lo:
+            _process_tiles(spec, frames, sel, task, tiled, cursor)
         cursor.start, cursor.stop = 0, task.n_frames
         for runner in runners:
             uplan = runner.uplan
@@ -298,14 +386,14 @@ def _whole(spec: RunSpec, block: np.ndarray, sel: np.ndarray | None, dtype: np.d
 
 def _process_tiles(
     spec: RunSpec,
-    block: np.ndarray,
+    frames: _Frames,
     sel: np.ndarray | None,
     task: PartitionTask,
     runners: list[_Runner],
     cursor: _Cursor,
 ) -> None:
-    lo, n = task.processed
-    native = block.dtype
+    lo, hi = task.processed
+    native = spec.dataset_dtype
     corrections = spec.corrections
     converts = corrections is not None or any(r.dtype != native for r in runners)
     # With a ROI and nothing else to copy for, tiles are views of runs of consecutive
@@ -319,38 +407,47 @@ def _process_tiles(
     def buffer(dtype: np.dtype, m: int) -> np.ndarray:
         buf = scratch.get(dtype)
         if buf is None:
-            buf = scratch[dtype] = np.empty((depth, *block.shape[1:]), dtype=dtype)
+            buf = scratch[dtype] = np.empty((depth, *spec.sig_shape), dtype=dtype)
         return buf[:m]
 
     delay = spec.tile_delay
-    for a, b, row in _tiles(lo, n, depth, sel, views):
-        if delay:
-            time.sleep(delay)
-        m = b - a
-        tile = None if row is None else block[row : row + m]
-        if tile is not None and not converts:  # every UDF gets a view of the block
+    for row0, block in frames.pieces(task, spec):
+        # the processed frames [a0, a1) whose rows this piece holds
+        row1 = row0 + len(block)
+        if sel is None:
+            a0, a1, rows = max(lo, row0), min(hi, row1), None
+        else:
+            a0 = max(lo, int(np.searchsorted(sel, row0)))
+            a1 = min(hi, int(np.searchsorted(sel, row1)))
+            rows = sel - row0 if row0 else sel
+        for a, b, row in _tiles(a0, a1, depth, rows, views, row0):
+            if delay:
+                time.sleep(delay)
+            m = b - a
+            tile = None if row is None else block[row : row + m]
+            if tile is not None and not converts:  # every UDF gets a view of the block
+                for r in runners:
+                    _process(r, tile, a, b, cursor, task)
+                continue
+            # copies: converted to each dtype the UDFs want, and corrected; where a ROI
+            # leaves gaps, gathered straight into those copies
+            runs: list[tuple[int, int]] = []
+            if tile is None:  # rows are missing from the block only where a ROI leaves gaps
+                assert rows is not None
+                runs = index_runs(rows[a:b])
+            converted: dict[np.dtype, np.ndarray] = {}
             for r in runners:
-                _process(r, tile, a, b, cursor, task)
-            continue
-        # copies: converted to each dtype the UDFs want, and corrected; where a ROI
-        # leaves gaps, gathered straight into those copies
-        runs: list[tuple[int, int]] = []
-        if tile is None:  # rows are missing from the block only where a ROI leaves gaps
-            assert sel is not None
-            runs = index_runs(sel[a:b])
-        converted: dict[np.dtype, np.ndarray] = {}
-        for r in runners:
-            data = converted.get(r.dtype)
-            if data is None:
-                data = buffer(r.dtype, m)
-                if tile is not None:
-                    np.copyto(data, tile, casting="unsafe")
-                else:
-                    _gather(block, runs, data)
-                if corrections is not None:
-                    corrections.apply(data)
-                converted[r.dtype] = data
-            _process(r, data, a, b, cursor, task)
+                data = converted.get(r.dtype)
+                if data is None:
+                    data = buffer(r.dtype, m)
+                    if tile is not None:
+                        np.copyto(data, tile, casting="unsafe")
+                    else:
+                        _gather(block, runs, data)
+                    if corrections is not None:
+                        corrections.apply(data)
+                    converted[r.dtype] = data
+                _process(r, data, a, b, cursor, task)
 
 
 def _process(
@@ -382,16 +479,17 @@ def _views_pay(spec: RunSpec, runners: list[_Runner]) -> bool:
 
 
 def _tiles(
-    lo: int, n: int, depth: int, sel: np.ndarray | None, views: bool
+    lo: int, n: int, depth: int, sel: np.ndarray | None, views: bool, row0: int = 0
 ) -> list[tuple[int, int, int | None]]:
     """Tiles as ``(a, b, row)``: processed frames ``[a, b)``, at most ``depth`` of them.
 
     ``row`` is the block row of frame ``a`` where the tile's frames are consecutive rows
     of the block (a view), None where a ROI leaves gaps (a gather). ``sel`` holds the
-    block rows of the selected frames; with ``views``, tiles end at every gap.
+    block rows of the selected frames, or is None when frame ``a`` is block row
+    ``a - row0``; with ``views``, tiles end at every gap.
     """
     if sel is None:
-        return [(a, min(n, a + depth), a) for a in range(lo, n, depth)]
+        return [(a, min(n, a + depth), a - row0) for a in range(lo, n, depth)]
     if views:
         rows = sel.tolist()
         return [

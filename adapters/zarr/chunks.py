@@ -11,16 +11,23 @@ array (remote, sharded, filtered, other codecs) is read through zarr.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dataflow.adapters.zarr._internals import array_metadata, chunk_key, stored_order, zarr_format
 from dataflow.adapters.zarr.errors import ZarrReadError
 from dataflow.sources import chunk_parts
+from dataflow.sources.filemaps import FILE_MAPS, map_bytes
+from dataflow.sources.scratch import SCRATCH
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__: list[str] = []
 
@@ -85,6 +92,7 @@ def _chunk_files(
         return None
     fill = arr.fill_value
     return _ChunkFiles(
+        stamp=_stamp(os.path.join(directory, ".zarray" if zarr_format(arr) == 2 else "zarr.json")),
         directory=directory,
         name=name,
         ds_path=ds_path,
@@ -96,6 +104,15 @@ def _chunk_files(
         codec=codec,
         missing_chunks=missing_chunks,
     )
+
+
+def _stamp(path: str) -> tuple[str, int, int, int] | None:
+    """What tells whether the file at ``path`` changed: inode, size, modification time."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass(frozen=True, repr=False)
@@ -123,6 +140,21 @@ class _ChunkFiles:
     #: numcodecs codec of the compressor, or None for plain bytes
     codec: Any
     missing_chunks: str
+    #: the metadata file's identity when the array was opened (see :meth:`unchanged`)
+    stamp: tuple[str, int, int, int] | None = None
+
+    def unchanged(self) -> bool:
+        """Whether the array's metadata file is the one it was opened with (a ``stat``)."""
+        return self.stamp is not None and _stamp(self.stamp[0]) == self.stamp
+
+    def check_same(self, arr: Any) -> None:
+        """Raise if ``arr`` (opened again) stores its chunks otherwise than it did."""
+        again = _chunk_files(arr, self.directory, self.name, self.ds_path, self.missing_chunks)
+        if again is None or again.__dask_tokenize__() != self.__dask_tokenize__():
+            raise ZarrReadError(
+                f"the zarr array {self.name} was rewritten with other chunks, codecs, "
+                "dtype or fill value since it was opened. Load it again"
+            )
 
     def __repr__(self) -> str:
         return f"<zarr chunk files {self.name}>"
@@ -163,6 +195,78 @@ class _ChunkFiles:
                     )
                 ]
 
+    def frame_runs(self, nav_dims: int) -> int | None:
+        """The navigation axis along which each chunk is a run of whole frames, or None.
+
+        Chunk files hold runs of consecutive frames (in flattened navigation order,
+        stored as they are read) where a chunk spans whole frames, one index of every
+        navigation axis before this axis, and all of every axis after it.
+        """
+        nav, chunks = self.shape[:nav_dims], self.chunks[:nav_dims]
+        if self.chunks[nav_dims:] != self.shape[nav_dims:] or not nav:
+            return None
+        axis = next((i for i, c in enumerate(chunks) if c > 1), nav_dims - 1)
+        if any(c != n for c, n in zip(chunks[axis + 1 :], nav[axis + 1 :], strict=True)):
+            return None
+        return axis
+
+    def pieces(
+        self, a: int, b: int, mask: np.ndarray | None, nav_dims: int, axis: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Stored frames ``a:b`` chunk by chunk, as ``(row from a, frames)``.
+
+        ``axis`` is :meth:`frame_runs`. Plain chunks are read-only views of the mapped
+        chunk file; compressed ones are decoded into one buffer, reused for every
+        chunk (a piece is valid until the next). With a ``mask``, chunks without
+        selected frames are skipped.
+        """
+        nav = self.shape[:nav_dims]
+        line = math.prod(nav[axis:])  # frames along the axis and after it
+        after = line // nav[axis]  # frames per index of the axis
+        step = self.chunks[axis] * after  # frames per chunk (but the last of a line)
+        frame_shape = self.shape[nav_dims:]
+        buffer = None
+        with contextlib.ExitStack() as stack:
+            pos = a
+            while pos < b:
+                lines, within = divmod(pos, line)
+                k = within // step
+                start = lines * line + k * step
+                stop = min(start + step, (lines + 1) * line)
+                r0, r1 = pos - a, min(stop, b) - a
+                pos = min(stop, b)
+                if mask is not None and not mask[r0:r1].any():
+                    continue
+                head = [int(i) for i in np.unravel_index(lines, nav[:axis])]
+                index = (*head, k, *(0,) * (len(self.shape) - axis - 1))
+                if self.codec is None:
+                    frames = self._mapped(index, stop - start, frame_shape)
+                else:
+                    if buffer is None:
+                        buffer = stack.enter_context(SCRATCH.borrow(self.chunks, self.dtype))
+                    self._load(index, buffer)
+                    frames = buffer.reshape((-1, *frame_shape))
+                first = a + r0 - start  # the piece's first frame in the chunk
+                yield r0, frames[first : first + r1 - r0]
+
+    def _mapped(self, index: tuple[int, ...], n: int, frame_shape: tuple[int, ...]) -> np.ndarray:
+        """The first ``n`` frames of plain chunk ``index``: a read-only view of its file."""
+        relative = chunk_key(self.metadata, index)
+        path = os.path.join(self.directory, *relative.split("/"))
+        nbytes = math.prod(self.chunks) * self.dtype.itemsize
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            stat = None
+        if stat is None or stat.st_size != nbytes:  # missing or wrong: _load says which
+            out = np.empty(self.chunks, dtype=self.dtype)
+            self._load(index, out)
+            return out.reshape((-1, *frame_shape))[:n]
+        whole = FILE_MAPS.get(path, stat)
+        if whole is None:
+            whole = map_bytes(path, 0, nbytes)
+        return whole.view(self.dtype).reshape((-1, *frame_shape))[:n]
+
     def _load(self, index: tuple[int, ...], out: np.ndarray) -> None:
         """Chunk ``index`` into ``out`` (its shape); the fill value if the file is missing."""
         relative = chunk_key(self.metadata, index)
@@ -179,7 +283,8 @@ class _ChunkFiles:
             out[...] = self.fill_value
             return
         with f:
-            size = os.fstat(f.fileno()).st_size
+            stat = os.fstat(f.fileno())
+            size = stat.st_size
             if self.codec is None:
                 if size != out.nbytes:
                     raise ZarrReadError(
@@ -189,7 +294,10 @@ class _ChunkFiles:
                     )
                 f.readinto(out.data.cast("B"))
                 return
-            encoded = f.read()
+            # the encoded bytes mapped (kept mapped between runs), not copied
+            encoded: Any = FILE_MAPS.get(path, stat)
+            if encoded is None:
+                encoded = f.read()
         try:
             self.codec.decode(encoded, out=out)
         except Exception as e:  # any codec error: name the chunk

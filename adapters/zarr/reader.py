@@ -109,13 +109,39 @@ class ZarrFrameReader(FrameReader):
         return arr
 
     def opened(self) -> contextlib.AbstractContextManager[Any]:
-        """The zarr array, opened once for the reads of one call."""
-        return contextlib.nullcontext(self.open_array())
+        """The zarr array, opened once for the reads of one call.
+
+        Chunk files read directly need no zarr array: while the metadata file is the
+        one the array was opened with (one ``stat``), nothing is opened.
+        """
+        if self.files is not None and self.files.unchanged():
+            return contextlib.nullcontext()
+        arr = self.open_array()
+        if self.files is not None:
+            self.files.check_same(arr)
+        return contextlib.nullcontext(arr)
 
     def read_frames(self, handle: Any, a: int, b: int, out: np.ndarray) -> None:
         """Stored frames ``a:b`` into ``out``: one read per region of the navigation axes."""
         for region, slab in self._slabs(a, b, out):
             self._read(handle, region, slab)
+
+    def read_pieces(
+        self, handle: Any, a: int, b: int, mask: np.ndarray | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Stored frames ``a:b`` chunk by chunk, where each chunk file is a run of frames.
+
+        Plain chunks are views of the mapped files, compressed ones are decoded into a
+        reused buffer; other arrays are read in one piece (the base class's).
+        """
+        files = self.files
+        axis = None if files is None else files.frame_runs(len(self._raw_nav))
+        if files is None or axis is None:
+            yield from super().read_pieces(handle, a, b, mask)
+            return
+        sig = self.layout.sig_shape
+        for row, frames in files.pieces(a, b, mask, len(self._raw_nav), axis):
+            yield row, frames.reshape((len(frames), *sig))
 
     def read_selected(self, handle: Any, a: int, b: int, mask: np.ndarray, out: np.ndarray) -> None:
         """Stored frames ``a:b`` where ``mask`` is True: only the chunks that hold them."""

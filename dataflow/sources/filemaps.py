@@ -10,6 +10,7 @@ from collections import OrderedDict
 import numpy as np
 
 from dataflow import config
+from dataflow._dask import worker_memory_limit
 
 __all__ = ["FILE_MAPS", "FileMaps", "map_bytes"]
 
@@ -28,10 +29,14 @@ def map_bytes(path: str, start: int, length: int) -> np.ndarray:
 
 
 def _default_capacity() -> int:
+    """1/16 of the machine's memory; in a dask worker with a memory limit, 1/8 of that."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
         return 0
+    limit = worker_memory_limit()
+    if limit is not None:
+        return min(memory // 16, limit // 8)
     return memory // 16
 
 
@@ -48,8 +53,10 @@ class FileMaps:
     Mapped pages of the page cache count in the process's resident set size (they are
     the kernel's to reclaim), which is why the capacity is a small share of memory:
     the setting ``dataflow.file-map-bytes`` (see :mod:`dataflow.config`; 0 switches
-    the cache off), by default 1/16 of the machine's memory. It is read at each call,
-    unless ``capacity`` is given.
+    the cache off), by default 1/16 of the machine's memory, and in a dask.distributed
+    worker with a memory limit at most 1/8 of that limit (the worker counts mapped
+    pages against it, and pauses or restarts when they push it over). It is read at
+    each call, unless ``capacity`` is given.
     """
 
     def __init__(self, capacity: int | None = None) -> None:

@@ -39,7 +39,7 @@ from dataflow.sources.partitions import DEFAULT_PARTITION_BYTES, plan_partitions
 from dataflow.sources.regions import mask_runs
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Generator, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from dataflow.sources.layout import FrameLayout
@@ -103,15 +103,64 @@ class FrameReader(ABC):
         for r0, r1 in mask_runs(mask, b - a):
             self.read_frames(handle, a + r0, a + r1, out[r0:r1])
 
+    def read_pieces(
+        self, handle: Any, a: int, b: int, mask: np.ndarray | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Stored frames ``a:b`` as pieces ``(row, frames)``, rows counted from ``a``.
+
+        Override where the storage comes in pieces that are cheaper to hand over one by
+        one than to assemble: chunk files mapped or decoded into a reused buffer. Only
+        pieces holding frames where ``mask`` is True need to be given; a piece need only
+        be valid until the next is asked for. By default one piece, read with
+        :meth:`read_frames` or :meth:`read_selected`.
+        """
+        out = np.empty if mask is None else np.zeros
+        frames = out((b - a, *self.layout.sig_shape), dtype=self.dtype)
+        if mask is None:
+            self.read_frames(handle, a, b, frames)
+        else:
+            self.read_selected(handle, a, b, mask, frames)
+        yield 0, frames
+
+    def pieces(
+        self, start: int, stop: int, mask: np.ndarray | None = None
+    ) -> Generator[tuple[int, np.ndarray]]:
+        """Dataset frames ``start:stop`` as pieces, for a task that uses them one by one.
+
+        Yields ``(row, frames)``: dataset frames ``start + row`` onwards, in order, not
+        overlapping. Positions outside the source, and runs of frames where ``mask`` is
+        False, may be in no piece; inside a piece, unselected frames may hold anything.
+        A piece may be a read-only view, and is valid only until the next is asked for
+        or the generator is closed (it may be a buffer the reader decodes into again).
+        """
+        mask = self._mask(start, stop, mask)
+        a, b, pre, _ = self.layout.raw_window(start, stop)
+        selected = None if mask is None else mask[pre : pre + b - a]
+        if b <= a or (selected is not None and not selected.any()):
+            return
+        if selected is None:
+            view = self.read_view(a, b)
+            if view is not None:
+                yield pre, view
+                return
+        with self.opened() as handle:
+            for row, frames in self.read_pieces(handle, a, b, selected):
+                yield pre + row, frames
+
+    def _mask(self, start: int, stop: int, mask: np.ndarray | None) -> np.ndarray | None:
+        """``mask`` checked (one entry per frame ``start:stop``); None if it selects all."""
+        if mask is None:
+            return None
+        n = stop - start
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if mask.shape != (n,):
+            raise ValueError(f"mask has {mask.size} entries; frames {start}:{stop} need {n}")
+        return None if mask.all() else mask
+
     def __call__(self, start: int, stop: int, mask: np.ndarray | None = None) -> np.ndarray:
         """Dataset frames ``start:stop``, reading only those where ``mask`` is True."""
         n = stop - start
-        if mask is not None:
-            mask = np.asarray(mask, dtype=bool).reshape(-1)
-            if mask.shape != (n,):
-                raise ValueError(f"mask has {mask.size} entries; frames {start}:{stop} need {n}")
-            if mask.all():
-                mask = None
+        mask = self._mask(start, stop, mask)
         shape = (n, *self.layout.sig_shape)
         a, b, pre, post = self.layout.raw_window(start, stop)
         if mask is None and not pre and not post:

@@ -15,6 +15,7 @@ import pytest
 from dask.base import tokenize
 
 import dataflow
+from dataflow import UDF
 from dataflow.adapters.zarr import ZarrAdapter, ZarrReadError
 from dataflow.errors import DataflowWarning, DataSetException
 from dataflow.sources import chunk_boundaries, nav_regions
@@ -990,6 +991,167 @@ def test_chunk_files_travel_small(zarr, tmp_path):
     assert len(cloudpickle.dumps(ds.reader)) < 5_000
     again = pickle.loads(cloudpickle.dumps(ds.reader))
     np.testing.assert_array_equal(again(0, 42, None), _data().reshape(42, 8, 9))
+
+
+# chunk files handed to the partition piece by piece ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chunks", "axis"),
+    [
+        ((2, 7, 8, 9), 0),
+        ((1, 7, 8, 9), 1),
+        ((1, 3, 8, 9), 1),
+        ((1, 1, 8, 9), 1),
+        ((6, 7, 8, 9), 0),
+        ((4, 5, 8, 9), None),  # a chunk of rows of part of a scan row: frames not consecutive
+        ((2, 7, 4, 9), None),  # frames split over chunks
+        ((2, 8, 8, 9), None),  # a chunk wider than the scan row: its frames are padded
+    ],
+    ids=str,
+)
+def test_which_chunks_are_runs_of_frames(zarr, tmp_path, chunks, axis):
+    path = _write(zarr, tmp_path / "d.zarr", _data(), chunks)
+    assert ZarrAdapter.open(path).reader.files.frame_runs(2) == axis
+
+
+class _TileLengths(UDF):
+    """Sums the frames, and records per frame the length of the tile it came in."""
+
+    def get_result_buffers(self):
+        return {
+            "intensity": self.buffer(kind="sig", dtype="float64"),
+            "tile": self.buffer(kind="nav", dtype="int64"),
+        }
+
+    def process_tile(self, tile):
+        self.results.tile[:] = len(tile)
+        self.results.intensity[:] += tile.sum(axis=0)
+
+    def merge(self, dest, src):
+        dest.intensity[:] += src.intensity
+        dest.tile[:] = src.tile
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("compressor", [None, "zstd", "blosc", "gzip"])
+@pytest.mark.parametrize("chunks", [(4, 7, 8, 9), (1, 3, 8, 9)], ids=str)
+def test_pieces_give_the_same_numbers(ctx, zarr, tmp_path, zarr_format, compressor, chunks):
+    """Chunks of runs of frames go to the UDFs chunk by chunk, tiles never longer than one.
+
+    (4, 7) over 6 scan rows leaves a short last chunk; (1, 3) over rows of 7 frames a
+    short last chunk in every row. Windows, ROIs and missing chunks behave as ever.
+    """
+    data = _data("uint16")
+    path = _write(
+        zarr,
+        tmp_path / "d.zarr",
+        data,
+        chunks,
+        zarr_format,
+        compressors=_compressor(zarr, zarr_format, compressor),
+        fill_value=3,
+    )
+    _chunk_file(path, zarr_format, (1, 0, 0, 0) if chunks[0] == 4 else (2, 1, 0, 0)).unlink()
+    expected = data.copy()
+    if chunks[0] == 4:
+        expected[4:] = 3
+    else:
+        expected[2, 3:6] = 3
+    flat = expected.reshape(42, 8, 9)
+    per_chunk = math.prod(chunks[:2])
+    for num_partitions in (1, 3):
+        ds = ctx.load("zarr", path=path, num_partitions=num_partitions)
+        summed, frames = ctx.run_udf(dataset=ds, udf=[_TileLengths(), FrameCopyUDF()])
+        np.testing.assert_array_equal(summed["intensity"].data, flat.sum(axis=0))
+        np.testing.assert_array_equal(frames["frames"].data, expected)
+        assert 1 <= summed["tile"].data.max() <= per_chunk
+        roi = np.random.default_rng(num_partitions).random(SHAPE[:2]) < 0.3
+        res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+        np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+        shifted = ctx.load(
+            "zarr", path=path, num_partitions=num_partitions, nav_shape=(5, 8), sync_offset=3
+        )
+        res = ctx.run_udf(dataset=shifted, udf=FrameCopyUDF())
+        want = np.zeros((40, 8, 9), data.dtype)
+        want[:39] = flat[3:]
+        np.testing.assert_array_equal(res["frames"].data.reshape(40, 8, 9), want)
+
+
+@pytest.mark.parametrize("compressor", [None, "zstd"])
+def test_whole_partitions_and_tiles_from_pieces(ctx, zarr, tmp_path, compressor):
+    """A UDF that takes whole partitions gets the pieces put together; tiles run beside it."""
+    from dataflow.udf.base import UDF
+
+    class PartitionSums(UDF):
+        def get_result_buffers(self):
+            return {"sums": self.buffer(kind="nav", dtype="float64")}
+
+        def process_partition(self, partition):
+            self.results.sums[:] = partition.sum(axis=(1, 2))
+
+    data = _data()
+    path = _write(
+        zarr, tmp_path / "d.zarr", data, (1, 7, 8, 9), compressors=_compressor(zarr, 3, compressor)
+    )
+    ds = ctx.load("zarr", path=path, num_partitions=2)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[0, 1] = roi[2, :] = roi[5, 6] = True
+    for r in (None, roi):
+        parts, summed = ctx.run_udf(dataset=ds, udf=[PartitionSums(), SumUDF()], roi=r)
+        sel = np.ones(SHAPE[:2], bool) if r is None else r
+        np.testing.assert_allclose(parts["sums"].raw_data, data[sel].sum(axis=(1, 2)), rtol=1e-5)
+        np.testing.assert_allclose(summed["intensity"].data, data[sel].sum(axis=0), rtol=1e-5)
+
+
+def test_plain_pieces_are_views_of_the_mapped_files(zarr, tmp_path):
+    from dataflow.sources.filemaps import FILE_MAPS
+
+    data = _data()
+    path = _write(zarr, tmp_path / "d.zarr", data, (2, 7, 8, 9), compressors=None)
+    reader = ZarrAdapter.open(path).reader
+    pieces = list(reader.pieces(0, 42))
+    assert [(row, len(frames)) for row, frames in pieces] == [(0, 14), (14, 14), (28, 14)]
+    for i, (row, frames) in enumerate(pieces):
+        np.testing.assert_array_equal(frames, data.reshape(42, 8, 9)[row : row + 14])
+        assert not frames.flags.writeable  # as the npy source's views
+        chunk = _chunk_file(path, 3, (i, 0, 0, 0))
+        assert np.shares_memory(frames, FILE_MAPS.get(os.fspath(chunk), os.stat(chunk)))
+
+
+def test_compressed_pieces_reuse_one_buffer(zarr, tmp_path):
+    data = _data()
+    path = _write(zarr, tmp_path / "d.zarr", data, (2, 7, 8, 9))
+    reader = ZarrAdapter.open(path).reader
+    addresses = set()
+    for _ in range(2):  # and the next call finds it again, its pages in place
+        for row, frames in reader.pieces(0, 42):
+            np.testing.assert_array_equal(frames, data.reshape(42, 8, 9)[row : row + len(frames)])
+            addresses.add(frames.__array_interface__["data"][0] - row % 14 * frames[0].nbytes)
+    assert len(addresses) == 1
+
+
+def test_pieces_of_a_mask_skip_chunks(zarr, tmp_path):
+    data = _data()
+    path = _write(zarr, tmp_path / "d.zarr", data, (1, 7, 8, 9))
+    reader = ZarrAdapter.open(path).reader
+    mask = np.zeros(42, bool)
+    mask[[3, 30, 31]] = True
+    got = [(row, len(frames)) for row, frames in reader.pieces(0, 42, mask)]
+    assert got == [(0, 7), (28, 7)]
+    assert list(reader.pieces(0, 42, np.zeros(42, bool))) == []
+
+
+def test_metadata_rewritten_after_open(ctx, zarr, tmp_path):
+    """New attributes change nothing; other chunks or codecs under the same shape are refused."""
+    data = _data()
+    path = _write(zarr, tmp_path / "d.zarr", data, (2, 7, 8, 9))
+    ds = ctx.load("zarr", path=path)
+    zarr.open_array(str(path), mode="r+").attrs["note"] = "calibrated"
+    _check_sums(ctx, ds, data)
+    _write(zarr, path, data, (2, 7, 8, 9), compressors=None)
+    with pytest.raises(ZarrReadError, match=r"rewritten with other chunks, codecs.*Load it again"):
+        ctx.run_udf(dataset=ds, udf=SumUDF())
 
 
 # defects fixed with the split into adapters/zarr/ ---------------------------------------------

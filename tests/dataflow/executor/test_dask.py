@@ -217,10 +217,15 @@ def _write_source(kind, tmp_path, data):
     return "memory", {"data": data}
 
 
-def test_finishing_task_receives_merge_results_only(tmp_path, data):
-    """In the graph, input data feeds partition tasks only; the finish sees merged results."""
+@pytest.mark.parametrize("kind", ["npy", "memory"])
+def test_finishing_task_receives_merge_results_only(tmp_path, data, kind):
+    """In the graph, input data feeds partition tasks only; the finish sees merged results.
+
+    A file source's partition tasks read their frames themselves (no data keys); an
+    in-memory source's blocks are keys, each read by its partition task only.
+    """
     ctx = Context.make_with("inline")
-    filetype, kwargs = _write_source("npy", tmp_path, data)
+    filetype, kwargs = _write_source(kind, tmp_path, data)
     ds = ctx.load(filetype, num_partitions=16, **kwargs)
     udfs = [SumUDF(), SumSigUDF()]
     graph = build_graph(make_plan(ds, udfs), split_every=4)
@@ -232,7 +237,12 @@ def test_finishing_task_receives_merge_results_only(tmp_path, data):
     top = {k for k in graph.merge_keys if k[1] == max(m[1] for m in graph.merge_keys)}
     assert deps[graph.final_key] == {*spec_keys, *top, *nav_keys}
     data_keys = {k for k in dsk if isinstance(k, tuple) and k[0] == ds.partition_array.name}
-    assert len(data_keys) == 16
+    if kind == "npy":
+        assert data_keys == set()
+        assert all(deps[k] == set(spec_keys) for k in graph.partition_keys)
+        assert len(dsk) == len(graph.partition_keys) + len(graph.merge_keys) + 2 + len(nav_keys)
+    else:
+        assert len(data_keys) == 16
     for key in data_keys:  # each block is read once, by its partition task only
         assert dependents[key] < set(graph.partition_keys)
         assert len(dependents[key]) == 1
