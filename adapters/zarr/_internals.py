@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "bounded_store",
+    "read_concurrently",
     "METADATA_FILES",
     "METADATA_KEYS",
     "array_metadata",
@@ -139,3 +141,73 @@ def _strict_store_class() -> type:
             return value
 
     return StrictStore
+
+
+def read_concurrently(arr: Any, jobs: list[tuple[tuple[slice, ...], np.ndarray]]) -> list[Any]:
+    """``arr[selection]`` into each ``dest`` of ``jobs``, all requested at once.
+
+    Returns one entry per job: None, or the exception its read raised. What
+    ``Array.get_basic_selection(out=...)`` does, but for several selections on zarr's
+    event loop together: ``AsyncArray._get_selection`` with a ``BasicIndexer``
+    (``zarr.core.indexing``), run by ``zarr.core.sync.sync``, none of them public.
+    The public ``Array.async_array.getitem`` batches too, but returns new arrays (a
+    copy of every region more).
+    """
+    import asyncio
+
+    from zarr.buffer import default_buffer_prototype
+    from zarr.core.indexing import BasicIndexer
+    from zarr.core.sync import sync
+
+    aarr = arr.async_array
+    prototype = default_buffer_prototype()
+
+    async def read_all() -> list[Any]:
+        return await asyncio.gather(
+            *(
+                aarr._get_selection(
+                    BasicIndexer(sel, arr.shape, arr.metadata.chunk_grid),
+                    prototype=prototype,
+                    out=out_buffer(dest),
+                )
+                for sel, dest in jobs
+            ),
+            return_exceptions=True,
+        )
+
+    return [r if isinstance(r, BaseException) else None for r in sync(read_all())]
+
+
+def bounded_store(store: Any, limit: int) -> Any:
+    """``store`` wrapped so that at most ``limit`` of its reads are in flight at once."""
+    return _bounded_store_class()(store, limit)
+
+
+@functools.cache
+def _bounded_store_class() -> type:
+    """A ``zarr.storage.WrapperStore`` whose ``get`` waits for one of ``limit`` slots.
+
+    The same two private names as :func:`_strict_store_class`. zarr's own bound
+    (``async.concurrency``) applies per selection; this one holds over every
+    selection read at once by :func:`read_concurrently`.
+    """
+    import asyncio
+
+    from zarr.storage import WrapperStore
+
+    class BoundedStore(WrapperStore):  # type: ignore[type-arg]
+        def __init__(self, store: Any, limit: int, slots: Any = None) -> None:
+            super().__init__(store)
+            self.limit = limit
+            self.slots = slots
+
+        def _with_store(self, store: Any) -> Any:
+            return type(self)(store, self.limit, self.slots)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            if self.slots is None:  # made on zarr's event loop, where it is used
+                self.slots = asyncio.Semaphore(self.limit)
+            async with self.slots:
+                return await self._store.get(key, prototype, byte_range)
+
+    return BoundedStore

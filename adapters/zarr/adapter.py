@@ -26,6 +26,7 @@ from dataflow.adapters.zarr._internals import (
 from dataflow.adapters.zarr.chunks import _chunk_files
 from dataflow.adapters.zarr.credentials import _as_source, _is_url, _Source
 from dataflow.adapters.zarr.reader import ZarrFrameReader
+from dataflow.config import request_concurrency
 from dataflow.errors import DataSetException
 from dataflow.sources import (
     DEFAULT_PARTITION_BYTES,
@@ -460,6 +461,7 @@ class ZarrAdapter(Adapter):
             storage_chunks=storage_chunks,
             layout=layout,
             missing_chunks=missing_chunks,
+            request_concurrency=request_concurrency(),
             files=(
                 _chunk_files(arr, directory, reader_name, full_path, missing_chunks)
                 if source.kind == "local"

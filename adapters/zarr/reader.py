@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from dataflow.adapters.zarr._internals import array_metadata, chunk_key, out_buffer, strict_store
+from dataflow.adapters.zarr._internals import (
+    array_metadata,
+    bounded_store,
+    chunk_key,
+    out_buffer,
+    read_concurrently,
+    strict_store,
+)
 from dataflow.adapters.zarr.chunks import _join
 from dataflow.adapters.zarr.errors import ZarrReadError
 from dataflow.sources import FrameReader, chunk_boxes, chunk_parts, nav_regions
@@ -74,6 +81,8 @@ class ZarrFrameReader(FrameReader):
     missing_chunks: str = "fill"
     #: reads chunk files directly (a local array of plain or compressed bytes), or None
     files: _ChunkFiles | None = None
+    #: requests in flight per call, through zarr (``dataflow.request-concurrency``)
+    request_concurrency: int = 16
 
     @property
     def name(self) -> str:
@@ -96,6 +105,8 @@ class ZarrFrameReader(FrameReader):
         import zarr
 
         store = self.source.open_store()
+        if self.files is None:  # read through zarr: its requests bounded
+            store = bounded_store(store, self.request_concurrency)
         if self.missing_chunks == "raise":
             store = strict_store(store, self.name)
         arr = zarr.open_array(
@@ -122,9 +133,24 @@ class ZarrFrameReader(FrameReader):
         return contextlib.nullcontext(arr)
 
     def read_frames(self, handle: Any, a: int, b: int, out: np.ndarray) -> None:
-        """Stored frames ``a:b`` into ``out``: one read per region of the navigation axes."""
+        """Stored frames ``a:b`` into ``out``: one read per region of the navigation axes.
+
+        Through zarr, the regions are cut on the storage chunks of the navigation axes
+        and all requested at once (see :meth:`_read_all`).
+        """
+        nav_chunks = self.storage_chunks[: len(self._raw_nav)]
+        jobs = []
         for region, slab in self._slabs(a, b, out):
-            self._read(handle, region, slab)
+            if self.files is not None:
+                jobs.append((region, slab))
+                continue
+            for _, part in chunk_parts(region, nav_chunks):
+                local = tuple(
+                    slice(p.start - r.start, p.stop - r.start)
+                    for p, r in zip(part, region, strict=True)
+                )
+                jobs.append((part, slab[local]))
+        self._read_all(handle, jobs)
 
     def read_pieces(
         self, handle: Any, a: int, b: int, mask: np.ndarray | None
@@ -147,6 +173,7 @@ class ZarrFrameReader(FrameReader):
         """Stored frames ``a:b`` where ``mask`` is True: only the chunks that hold them."""
         nav_chunks = self.read_chunks[: len(self._raw_nav)]
         pos = 0
+        jobs = []
         for region, slab in self._slabs(a, b, out):
             shape = slab.shape[: len(region)]
             n = math.prod(shape)
@@ -159,7 +186,8 @@ class ZarrFrameReader(FrameReader):
                     slice(r.start + s.start, r.start + s.stop)
                     for r, s in zip(region, box, strict=True)
                 )
-                self._read(handle, sub, slab[box])
+                jobs.append((sub, slab[box]))
+        self._read_all(handle, jobs)
 
     def _slabs(
         self, a: int, b: int, out: np.ndarray
@@ -175,18 +203,27 @@ class ZarrFrameReader(FrameReader):
             yield region, raw[pos : pos + n].reshape(shape + self._raw_sig)
             pos += n
 
-    def _read(self, arr: Any, region: tuple[slice, ...], dest: np.ndarray) -> None:
-        """One read: ``arr[region]`` (whole frames) into ``dest``."""
+    def _read_all(self, arr: Any, jobs: list[tuple[tuple[slice, ...], np.ndarray]]) -> None:
+        """``arr[region]`` (whole frames) into ``dest``, for each ``(region, dest)``.
+
+        Chunk files are read one after the other. Through zarr, every region is
+        requested at once, at most ``dataflow.request-concurrency`` requests in
+        flight (a store with latency keeps that many busy instead of one).
+        """
         if self.files is not None:
-            self.files.read(region, dest)
+            for region, dest in jobs:
+                self.files.read(region, dest)
             return
-        selection = region + (slice(None),) * self.sig_dims
-        try:
-            arr.get_basic_selection(selection, out=out_buffer(dest))
-        except (ZarrReadError, MemoryError):
-            raise
-        except Exception as e:  # noqa: BLE001 - any codec or store error: find the chunk
-            self._raise_for_chunk(arr, region, e)
+        if not jobs:
+            return
+        tail = (slice(None),) * self.sig_dims
+        errors = read_concurrently(arr, [(region + tail, dest) for region, dest in jobs])
+        for (region, _), e in zip(jobs, errors, strict=True):
+            if e is None:
+                continue
+            if isinstance(e, (ZarrReadError, MemoryError)) or not isinstance(e, Exception):
+                raise e
+            self._raise_for_chunk(arr, region, e)  # any codec or store error: find the chunk
 
     def _raise_for_chunk(self, arr: Any, region: tuple[slice, ...], error: Exception) -> None:
         """Find the stored chunk that fails to read, and raise an error naming its key."""

@@ -497,25 +497,86 @@ def test_reader_reads_masked_frames(zarr, tmp_path):
     assert not ds.reader(0, 7, np.zeros(7, bool)).any()
 
 
-def test_one_zarr_call_per_region(ctx, zarr, counted, monkeypatch):
-    data = _data()
-    store = counted(data, (1, 1, 8, 9))
-    calls = []
-    original = zarr.Array.get_basic_selection
-    monkeypatch.setattr(
-        zarr.Array,
-        "get_basic_selection",
-        lambda self, sel, **kw: calls.append(sel) or original(self, sel, **kw),
-    )
-    ds = ctx.load("zarr", path=store, num_partitions=3)
+def _latency_store(zarr, inner, delay):
+    """``inner`` wrapped in a store whose chunk reads each take ``delay`` seconds more.
+
+    ``stats`` counts the reads of chunks, those in flight now, and the most in flight
+    at once; ``started_before_first_done`` counts the reads begun before any ended.
+    """
+    import asyncio
+
+    meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+    class LatencyStore(zarr.storage.WrapperStore):
+        def __init__(self, store, stats=None):
+            super().__init__(store)
+            self.stats = stats if stats is not None else {}
+            if not self.stats:
+                self.reset()
+
+        def reset(self):
+            self.stats.update(reads=0, now=0, peak=0, started_before_first_done=0, done=0)
+
+        def _with_store(self, store):
+            return type(self)(store, self.stats)
+
+        async def get(self, key, prototype, byte_range=None):
+            if key.rsplit("/", 1)[-1] in meta:
+                return await self._store.get(key, prototype, byte_range)
+            s = self.stats
+            s["reads"] += 1
+            s["now"] += 1
+            s["peak"] = max(s["peak"], s["now"])
+            if not s["done"]:
+                s["started_before_first_done"] += 1
+            try:
+                await asyncio.sleep(delay)
+                return await self._store.get(key, prototype, byte_range)
+            finally:
+                s["now"] -= 1
+                s["done"] += 1
+
+    return LatencyStore(inner)
+
+
+@pytest.mark.parametrize("bound", [4, 16])
+def test_requests_of_a_partition_are_in_flight_together(ctx, zarr, tmp_path, bound):
+    """64 chunks of one partition on a store with 50 ms per request: ``bound`` at once.
+
+    Read one after the other they would take 64 x 50 ms; asserted is the overlap
+    itself (how many requests start before the first ends, the most in flight), not
+    a time.
+    """
+    import dask
+
+    data = _data(shape=(8, 8, 4, 4))
+    path = _write(zarr, tmp_path / "l.zarr", data, (1, 1, 4, 4))
+    store = _latency_store(zarr, zarr.storage.LocalStore(path, read_only=True), 0.05)
+    with dask.config.set({"dataflow.request-concurrency": bound}):
+        ds = ctx.load("zarr", path=store, num_partitions=1)
+    assert ds.reader.files is None  # a store object: read through zarr
     _check_sums(ctx, ds, data)
-    assert len(calls) == 3  # partitions of whole rows: one call each
-    calls.clear()
-    roi = np.zeros(SHAPE[:2], bool)
-    roi[1:5, 2:6] = True  # a rectangle of one-frame chunks, in three partitions
-    ctx.run_udf(dataset=ds, udf=SumSigUDF(), roi=roi)
-    assert len(calls) == 3  # one rectangle per partition
-    assert sum(store.chunk_reads().values()) == 42 + 16
+    assert store.stats["reads"] == 64  # each chunk once
+    assert store.stats["peak"] == bound
+    assert store.stats["started_before_first_done"] == bound
+    store.reset()
+    roi = np.zeros((8, 8), bool)
+    roi[0, :] = roi[3, 2:5] = roi[6:, 7] = True  # ROI reads: only these chunks, at once too
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+    assert store.stats["reads"] == roi.sum()
+    assert store.stats["peak"] == min(bound, roi.sum())
+
+
+def test_request_concurrency_is_checked(zarr, tmp_path):
+    import dask
+
+    path = _write(zarr, tmp_path / "d.zarr", _data(), (2, 7, 8, 9))
+    with (
+        dask.config.set({"dataflow.request-concurrency": 0}),
+        pytest.raises(ValueError, match="request-concurrency is 0; expected a positive integer"),
+    ):
+        ZarrAdapter.open(path)
 
 
 def test_one_frame_chunks_one_task_per_partition(zarr, tmp_path):
