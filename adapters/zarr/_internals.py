@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "shard_index_layout",
     "bounded_store",
     "read_concurrently",
     "METADATA_FILES",
@@ -211,3 +212,30 @@ def _bounded_store_class() -> type:
                 return await self._store.get(key, prototype, byte_range)
 
     return BoundedStore
+
+
+def shard_index_layout(arr: Any) -> tuple[str, bool] | None:
+    """Where a sharded array's shard index is, and whether a CRC32C follows it.
+
+    ``("end" | "start", has_crc)`` for an index of little-endian ``(offset, nbytes)``
+    uint64 pairs, the only kind the chunk-file reader parses; None for other index
+    codecs. Reads the ``ShardingCodec`` in ``arr.metadata.codecs``: its
+    ``index_codecs`` and ``index_location`` are not documented attributes (the
+    sharding specification names them; no public ``zarr.Array`` property does).
+    """
+    import zarr.codecs
+
+    codecs: tuple[Any, ...] = tuple(getattr(arr.metadata, "codecs", ()))
+    if len(codecs) != 1 or type(codecs[0]) is not zarr.codecs.ShardingCodec:
+        return None
+    sharding = codecs[0]
+    index = tuple(sharding.index_codecs)
+    if not index or type(index[0]) is not zarr.codecs.BytesCodec:
+        return None
+    endian = index[0].endian
+    if endian is not None and endian.value != "little":
+        return None
+    rest = index[1:]
+    if rest and (len(rest) > 1 or type(rest[0]) is not zarr.codecs.Crc32cCodec):
+        return None
+    return str(sharding.index_location.value), bool(rest)

@@ -436,8 +436,17 @@ class ZarrAdapter(Adapter):
         )
         raw_nav = shape[: len(shape) - sig_dims]
         storage_chunks = tuple(int(c) for c in (arr.shards or arr.chunks))
+        directory = os.path.join(source.location, full_path)
+        files = (
+            _chunk_files(arr, directory, reader_name, full_path, missing_chunks)
+            if source.kind == "local"
+            else None
+        )
+        # partitions end on boundaries of what one read fetches: a stored object, or
+        # an inner chunk of a shard where chunk files are read by byte range
+        read_unit = tuple(int(c) for c in arr.chunks) if files is not None else storage_chunks
         bounds = layout.dataset_boundaries(
-            chunk_boundaries(raw_nav, storage_chunks[: len(raw_nav)]).tolist()
+            chunk_boundaries(raw_nav, read_unit[: len(raw_nav)]).tolist()
         )
         if num_partitions is None:  # as many as asked by size and workers, no chunk read twice
             num_partitions = whole_chunk_count(
@@ -447,9 +456,8 @@ class ZarrAdapter(Adapter):
                 min_partitions=min_partitions,
                 target_bytes=partition_bytes,
                 where=where,
-                chunk_shape=storage_chunks,
+                chunk_shape=read_unit,
             )
-        directory = os.path.join(source.location, full_path)
         reader = ZarrFrameReader(
             source=source,
             ds_path=full_path,
@@ -462,11 +470,7 @@ class ZarrAdapter(Adapter):
             layout=layout,
             missing_chunks=missing_chunks,
             request_concurrency=request_concurrency(),
-            files=(
-                _chunk_files(arr, directory, reader_name, full_path, missing_chunks)
-                if source.kind == "local"
-                else None
-            ),
+            files=files,
         )
         same_frames = (
             layout.nav_shape == raw_nav and tuple(layout.sig_shape) == shape[len(raw_nav) :]

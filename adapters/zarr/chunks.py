@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflow.adapters.zarr._internals import array_metadata, chunk_key, stored_order, zarr_format
+from dataflow.adapters.zarr._internals import (
+    array_metadata,
+    chunk_key,
+    shard_index_layout,
+    stored_order,
+    zarr_format,
+)
 from dataflow.adapters.zarr.errors import ZarrReadError
 from dataflow.sources import chunk_parts
 from dataflow.sources.filemaps import FILE_MAPS, map_bytes
@@ -75,8 +81,13 @@ def _chunk_files(
     import zarr.codecs
 
     dtype = np.dtype(arr.dtype)
-    if dtype.hasobject or not dtype.isnative or arr.shards is not None:
+    if dtype.hasobject or not dtype.isnative:
         return None
+    index_layout = None
+    if arr.shards is not None:
+        index_layout = shard_index_layout(arr)
+        if index_layout is None:
+            return None
     if tuple(arr.filters) or stored_order(arr) != "C":
         return None
     serializer = arr.serializer  # None for format 2
@@ -103,6 +114,8 @@ def _chunk_files(
         fill_value=0 if fill is None else fill,
         codec=codec,
         missing_chunks=missing_chunks,
+        shards=None if arr.shards is None else tuple(int(c) for c in arr.shards),
+        shard_index=index_layout,
     )
 
 
@@ -142,6 +155,10 @@ class _ChunkFiles:
     missing_chunks: str
     #: the metadata file's identity when the array was opened (see :meth:`unchanged`)
     stamp: tuple[str, int, int, int] | None = None
+    #: shard shape of a sharded array (``chunks`` are then its inner chunks), or None
+    shards: tuple[int, ...] | None = None
+    #: a sharded array's index: ``("end" | "start", followed by a CRC32C)``
+    shard_index: tuple[str, bool] | None = None
 
     def unchanged(self) -> bool:
         """Whether the array's metadata file is the one it was opened with (a ``stat``)."""
@@ -170,6 +187,8 @@ class _ChunkFiles:
             repr(self.fill_value),
             repr(self.codec),
             self.missing_chunks,
+            self.shards,
+            self.shard_index,
         )
 
     def read(self, region: tuple[slice, ...], dest: np.ndarray) -> None:
@@ -251,57 +270,112 @@ class _ChunkFiles:
 
     def _mapped(self, index: tuple[int, ...], n: int, frame_shape: tuple[int, ...]) -> np.ndarray:
         """The first ``n`` frames of plain chunk ``index``: a read-only view of its file."""
-        relative = chunk_key(self.metadata, index)
-        path = os.path.join(self.directory, *relative.split("/"))
+        _, stored = self._stored(index)
         nbytes = math.prod(self.chunks) * self.dtype.itemsize
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            stat = None
-        if stat is None or stat.st_size != nbytes:  # missing or wrong: _load says which
+        if stored is None or len(stored) != nbytes:  # missing or wrong: _load says which
             out = np.empty(self.chunks, dtype=self.dtype)
             self._load(index, out)
             return out.reshape((-1, *frame_shape))[:n]
-        whole = FILE_MAPS.get(path, stat)
-        if whole is None:
-            whole = map_bytes(path, 0, nbytes)
-        return whole.view(self.dtype).reshape((-1, *frame_shape))[:n]
+        return stored.view(self.dtype).reshape((-1, *frame_shape))[:n]
 
     def _load(self, index: tuple[int, ...], out: np.ndarray) -> None:
-        """Chunk ``index`` into ``out`` (its shape); the fill value if the file is missing."""
-        relative = chunk_key(self.metadata, index)
-        path = os.path.join(self.directory, *relative.split("/"))
-        key = _join(self.ds_path, relative)
-        try:
-            f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError:
+        """Chunk ``index`` into ``out`` (its shape); the fill value if it is missing."""
+        key, stored = self._stored(index)
+        if stored is None:
             if self.missing_chunks == "raise":
                 raise ZarrReadError(
-                    f"the zarr array {self.name} has no chunk {key!r} (missing_chunks='raise'; "
+                    f"the zarr array {self.name} has no chunk {key} (missing_chunks='raise'; "
                     "pass missing_chunks='fill' to read missing chunks as the fill value)"
-                ) from None
+                )
             out[...] = self.fill_value
             return
-        with f:
-            stat = os.fstat(f.fileno())
-            size = stat.st_size
-            if self.codec is None:
-                if size != out.nbytes:
-                    raise ZarrReadError(
-                        f"the zarr array {self.name}: chunk {key!r} could not be read (it has "
-                        f"{size} bytes; an uncompressed chunk of shape {self.chunks} and dtype "
-                        f"{self.dtype} has {out.nbytes})"
-                    )
-                f.readinto(out.data.cast("B"))
-                return
-            # the encoded bytes mapped (kept mapped between runs), not copied
-            encoded: Any = FILE_MAPS.get(path, stat)
-            if encoded is None:
-                encoded = f.read()
+        if self.codec is None:
+            if len(stored) != out.nbytes:
+                raise ZarrReadError(
+                    f"the zarr array {self.name}: chunk {key} could not be read (it has "
+                    f"{len(stored)} bytes; an uncompressed chunk of shape {self.chunks} and dtype "
+                    f"{self.dtype} has {out.nbytes})"
+                )
+            out.reshape(-1).view(np.uint8)[...] = stored
+            return
         try:
-            self.codec.decode(encoded, out=out)
+            self.codec.decode(stored, out=out)
         except Exception as e:  # any codec error: name the chunk
             raise ZarrReadError(
-                f"the zarr array {self.name}: chunk {key!r} could not be read "
+                f"the zarr array {self.name}: chunk {key} could not be read "
                 f"({type(e).__name__}: {e})"
             ) from e
+
+    def _stored(self, index: tuple[int, ...]) -> tuple[str, np.ndarray | None]:
+        """The chunk's key (quoted, as messages name it) and its stored bytes, mapped; None
+        if missing.
+
+        In a sharded array, the bytes of the inner chunk, found through its shard's index.
+        """
+        if self.shards is None:
+            relative = chunk_key(self.metadata, index)
+            return repr(_join(self.ds_path, relative)), self._file(relative)
+        per_shard = tuple(s // c for s, c in zip(self.shards, self.chunks, strict=True))
+        shard = tuple(i // p for i, p in zip(index, per_shard, strict=True))
+        inner = tuple(i % p for i, p in zip(index, per_shard, strict=True))
+        relative = chunk_key(self.metadata, shard)
+        key = f"{_join(self.ds_path, relative)!r} (inner chunk {inner} of the shard)"
+        stored = self._file(relative)
+        if stored is None:
+            return key, None
+        offset, nbytes = self._index(stored, per_shard, key)[np.ravel_multi_index(inner, per_shard)]
+        if offset == nbytes == 2**64 - 1:  # not written: the fill value
+            return key, None
+        if offset > len(stored) or nbytes > len(stored) - offset:
+            raise ZarrReadError(
+                f"the zarr array {self.name}: chunk {key} could not be read (its shard index "
+                f"puts it at bytes {offset}..{offset + nbytes}; the shard has {len(stored)})"
+            )
+        return key, stored[int(offset) : int(offset + nbytes)]
+
+    def _index(self, stored: np.ndarray, per_shard: tuple[int, ...], key: str) -> np.ndarray:
+        """A shard's index: ``(offset, nbytes)`` per inner chunk, checked against its CRC."""
+        assert self.shard_index is not None
+        location, has_crc = self.shard_index
+        n = math.prod(per_shard)
+        size = 16 * n + 4 * has_crc
+        if len(stored) < size:
+            raise ZarrReadError(
+                f"the zarr array {self.name}: chunk {key} could not be read (the shard has "
+                f"{len(stored)} bytes; its index alone has {size})"
+            )
+        raw = stored[len(stored) - size :] if location == "end" else stored[:size]
+        if has_crc:
+            crc = _crc32c(raw[:-4])
+            if crc is not None and crc != int.from_bytes(raw[-4:].tobytes(), "little"):
+                raise ZarrReadError(
+                    f"the zarr array {self.name}: chunk {key} could not be read (the "
+                    "checksum of the shard's index does not match)"
+                )
+            raw = raw[:-4]
+        return raw.view("<u8").reshape(n, 2)
+
+    def _file(self, relative: str) -> np.ndarray | None:
+        """All bytes of the file of store key ``relative``, mapped; None if it is missing."""
+        path = os.path.join(self.directory, *relative.split("/"))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        if stat.st_size == 0:
+            return np.empty(0, np.uint8)
+        whole = FILE_MAPS.get(path, stat)
+        return map_bytes(path, 0, stat.st_size) if whole is None else whole
+
+
+def _crc32c(data: np.ndarray) -> int | None:
+    """CRC32C of ``data``, with the library zarr checks it with; None if none is installed."""
+    try:
+        import google_crc32c
+    except ImportError:
+        try:
+            import crc32c
+        except ImportError:
+            return None
+        return int(crc32c.crc32c(data.tobytes()))
+    return int(google_crc32c.value(data.tobytes()))

@@ -851,7 +851,108 @@ def test_corrupt_shard(ctx, zarr, tmp_path):
     z[...] = data
     (path / "c/2/0/0/0").write_bytes(b"garbage" * 20)
     ds = ctx.load("zarr", path=path, num_partitions=3)
-    with pytest.raises(ZarrReadError, match=r"chunk 'c/2/0/0/0' could not be read"):
+    with pytest.raises(
+        ZarrReadError, match=r"chunk 'c/2/0/0/0' \(inner chunk \(0, 0, 0, 0\) of the shard\) could"
+    ):
+        ctx.run_udf(dataset=ds, udf=SumUDF())
+
+
+@pytest.mark.parametrize("compressor", [None, "zstd", "blosc", "gzip"])
+@pytest.mark.parametrize("index_location", ["end", "start"])
+@pytest.mark.parametrize(
+    ("chunks", "shards"),
+    [((1, 7, 8, 9), (2, 7, 8, 9)), ((1, 7, 8, 9), (6, 7, 8, 9)), ((2, 7, 4, 9), (4, 7, 8, 9))],
+    ids=["rows-in-pairs", "one-shard", "split-frames"],
+)
+def test_sharded_chunk_files(
+    ctx, zarr, tmp_path, no_zarr_reads, compressor, index_location, chunks, shards
+):
+    """Sharded local arrays: inner chunks read from their shard by byte range, not by zarr."""
+    data = _data("uint16")
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(
+        str(path),
+        shape=data.shape,
+        chunks=chunks,
+        shards={"shape": shards, "index_location": index_location},
+        dtype=data.dtype,
+        compressors=_compressor(zarr, 3, compressor),
+        fill_value=5,
+    )
+    z[...] = data
+    z[1] = 5  # inner chunks of only the fill value are not written: the index says so
+    expected = data.copy()
+    expected[1] = 5
+    ds = ctx.load("zarr", path=path, num_partitions=3)
+    assert ds.reader.files is not None
+    assert ds.reader.files.shards == shards
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+    np.testing.assert_array_equal(res["frames"].data, expected)
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[0, 3] = roi[1, 1] = roi[4, 2:4] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+
+
+def test_a_shard_is_partitioned_on_its_inner_chunks(ctx, zarr, tmp_path, monkeypatch):
+    """One shard of the whole array still makes several partitions, each reading its
+    own inner chunks: bytes of the shard are read only where a partition needs them."""
+    from dataflow.adapters.zarr import chunks as zarr_chunks
+
+    data = _data()
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(
+        str(path), shape=data.shape, chunks=(1, 7, 8, 9), shards=(6, 7, 8, 9), dtype=data.dtype
+    )
+    z[...] = data
+    ds = ctx.load("zarr", path=path, num_partitions=3)
+    assert [(p.start, p.stop) for p in ds.partitions] == [(0, 14), (14, 28), (28, 42)]
+    decoded = []
+    real = zarr_chunks._ChunkFiles._stored
+
+    def counting(self, index):
+        decoded.append(index[0])
+        return real(self, index)
+
+    monkeypatch.setattr(zarr_chunks._ChunkFiles, "_stored", counting)
+    _check_sums(ctx, ds, data)
+    assert sorted(decoded) == [0, 1, 2, 3, 4, 5]  # each inner chunk once
+    decoded.clear()
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[4, 4] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+    assert decoded == [4]
+
+
+def test_shard_index_out_of_bounds(ctx, zarr, tmp_path):
+    """An index entry pointing past the shard's end is an error naming the chunk."""
+    data = _data()
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(
+        str(path),
+        shape=data.shape,
+        chunks=(1, 7, 8, 9),
+        shards={"shape": (2, 7, 8, 9), "index_location": "start"},
+        dtype=data.dtype,
+        compressors=None,
+    )
+    z[...] = data
+    shard = path / "c/1/0/0/0"
+    raw = bytearray(shard.read_bytes())
+    index = np.frombuffer(bytes(raw[:32]), "<u8").copy().reshape(2, 2)
+    index[1, 0] = len(raw)  # the second inner chunk starts at the shard's end
+    raw[:32] = index.tobytes()
+    import google_crc32c
+
+    raw[32:36] = google_crc32c.value(bytes(raw[:32])).to_bytes(4, "little")
+    shard.write_bytes(bytes(raw))
+    ds = ctx.load("zarr", path=path, num_partitions=3)
+    with pytest.raises(
+        ZarrReadError,
+        match=r"chunk 'c/1/0/0/0' \(inner chunk \(1, 0, 0, 0\) of the shard\) could not be read "
+        r"\(its shard index puts it at bytes \d+\.\.\d+; the shard has \d+\)",
+    ):
         ctx.run_udf(dataset=ds, udf=SumUDF())
 
 
@@ -1029,6 +1130,17 @@ def test_other_arrays_are_read_through_zarr(ctx, zarr, tmp_path):
             filters=[numcodecs.Delta(dtype="u2")],
         ),
         "sharded": _write(zarr, tmp_path / "s.zarr", data, (1, 7, 8, 9), shards=(2, 7, 8, 9)),
+        "big-endian-shard-index": _write(
+            zarr,
+            tmp_path / "bi.zarr",
+            data,
+            (2, 7, 8, 9),
+            serializer=zarr.codecs.ShardingCodec(
+                chunk_shape=(1, 7, 8, 9),
+                index_codecs=[zarr.codecs.BytesCodec(endian="big"), zarr.codecs.Crc32cCodec()],
+            ),
+            compressors=None,
+        ),
         "checksummed": _write(
             zarr,
             tmp_path / "c.zarr",
@@ -1039,7 +1151,7 @@ def test_other_arrays_are_read_through_zarr(ctx, zarr, tmp_path):
     }
     for name, path in arrays.items():
         ds = ctx.load("zarr", path=path, num_partitions=2)
-        assert ds.reader.files is None, name
+        assert (ds.reader.files is not None) == (name == "sharded"), name
         res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
         np.testing.assert_array_equal(res["frames"].data, data, err_msg=name)
     store = zarr.storage.LocalStore(arrays["sharded"], read_only=True)
