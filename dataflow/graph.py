@@ -41,6 +41,8 @@ from dataflow.partition import read_partition, run_partition
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import dask.array as da
+
     from dataflow.plan import RunPlan
 
 __all__ = ["DEFAULT_SPLIT_EVERY", "UDFGraph", "build_graph"]
@@ -119,7 +121,12 @@ def _first(results: Any) -> Any:
 
 
 def build_graph(
-    plan: RunPlan, *, split_every: int = DEFAULT_SPLIT_EVERY, with_results: bool = True
+    plan: RunPlan,
+    *,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    with_results: bool = True,
+    data: da.Array | None = None,
+    run_id: str | None = None,
 ) -> UDFGraph:
     """Compile ``plan`` into a dask graph.
 
@@ -132,11 +139,22 @@ def build_graph(
     with_results
         Run ``get_results`` in the finishing task; otherwise it returns the
         accumulators (``run_udf_iter`` calls ``get_results`` on the client).
+    data
+        The partition array to read, if not the dataset's own (the same blocks,
+        held elsewhere: see ``JobExecutor.input_array``).
+    run_id
+        Made part of every key of the run: a run is an action, and a scheduler that
+        still holds the results of an earlier run under the same keys (distributed's
+        does, for a moment after they are released) would hand those back instead
+        of running it. None for graphs that compose (lazy results): their keys say
+        what they compute.
     """
     if isinstance(split_every, bool) or not isinstance(split_every, int) or split_every < 2:
         raise ValueError(f"split_every is {split_every!r}; expected an integer >= 2")
     spec = plan.spec
     token = f"{plan.token}-{split_every}-{int(with_results)}"
+    if run_id is not None:
+        token = f"{token}-{run_id}"
     label = plan.label
     layers: dict[str, Mapping[Any, Any]] = {}
     deps: dict[str, set[str]] = {}
@@ -162,7 +180,8 @@ def build_graph(
             {spec_key},
         )
     else:
-        data = plan.dataset.partition_array
+        if data is None:
+            data = plan.dataset.partition_array
         data_graph = data.__dask_graph__()
         if not isinstance(data_graph, HighLevelGraph):  # dask arrays have layered graphs
             data_graph = HighLevelGraph.from_collections(data.name, data_graph)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -79,7 +80,13 @@ def plan_run(
 def _graph_dict(
     plan: RunPlan, executor: JobExecutor, split_every: int, with_results: bool
 ) -> tuple[UDFGraph, dict[Any, Any]]:
-    graph = build_graph(plan, split_every=split_every, with_results=with_results)
+    graph = build_graph(
+        plan,
+        split_every=split_every,
+        with_results=with_results,
+        data=executor.input_array(plan.dataset),
+        run_id=uuid.uuid4().hex[:12],
+    )
     if getattr(executor, "debug", False):
         # what any other scheduler does: the spec must pickle. (Not loaded back here:
         # loading a class pickled by value in the same process resets its methods.)

@@ -23,6 +23,10 @@ from dataflow._dask import TaskFeed, get_in_calling_thread, local_stream_kwargs
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
+    import dask.array as da
+
+    from dataflow.sources import DataSet
+
 __all__ = [
     "JobCancelledError",
     "JobExecutor",
@@ -131,6 +135,14 @@ class JobExecutor:
         default), so runs stay within worker memory limits.
         """
         return None
+
+    def input_array(self, dataset: DataSet) -> da.Array:
+        """The partition array runs of ``dataset`` on this executor read.
+
+        By default the dataset's own; an executor whose workers hold copies of
+        in-memory data returns an array of those.
+        """
+        return dataset.partition_array
 
     def close(self) -> None:
         """Release what the executor owns (pools, clusters)."""

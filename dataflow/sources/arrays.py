@@ -131,6 +131,7 @@ class MemoryAdapter(Adapter):
             layout=layout,
             tile_depth=tile_depth(tileshape),
             tile_delay=tiledelay,
+            resident=True,
         )
 
 
@@ -226,6 +227,7 @@ class DaskAdapter(Adapter):
             if layout.is_identity and tuple(layout.sig_shape) == tuple(dask_array.shape[n_nav:])
             else None,
             layout=layout,
+            resident=_holds_its_data(dask_array),
         )
 
 
@@ -286,6 +288,16 @@ class XarrayAdapter(Adapter):
             _warn_signal_chunks(arr.data, len(names), partition_bytes)
             return DaskAdapter.open(arr.data, **common)
         return MemoryAdapter.open(np.asarray(arr.data), **common)
+
+
+def _holds_its_data(array: da.Array) -> bool:
+    """Whether ``array``'s graph holds its data as NumPy arrays (``da.from_array`` of one).
+
+    True when the NumPy literals in the graph are at least as large as the array:
+    nothing is read from storage or computed at any cost to make it.
+    """
+    held = sum(v.nbytes for v in dict(array.__dask_graph__()).values() if isinstance(v, np.ndarray))
+    return bool(held >= array.nbytes)
 
 
 def _signal_names(data_array: Any, sig_dims: Sequence[str] | int | None) -> tuple[str, ...]:

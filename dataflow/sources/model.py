@@ -72,6 +72,10 @@ class DataSet:
     reader : callable or None
         ``reader(start, stop, mask)``: frames ``start:stop``, reading only those where
         the boolean ``mask`` is True (file sources set it, so a ROI skips storage).
+    resident : bool
+        The data is held in memory (the memory source; dask and xarray sources of
+        NumPy arrays): the ``dask.distributed`` executor sends it to the workers
+        once, and they keep it until the dataset is dropped.
 
     Examples
     --------
@@ -97,6 +101,7 @@ class DataSet:
         tile_depth: int | None = None,
         tile_delay: float | None = None,
         reader: Callable[[int, int, np.ndarray | None], np.ndarray] | None = None,
+        resident: bool = False,
     ) -> None:
         sig = tuple(partition_array.shape[1:])
         self._shape = Shape((*nav_shape, *sig), sig_dims=len(sig))
@@ -125,6 +130,10 @@ class DataSet:
         #: where ``mask`` is False may stay zero (and their storage unread). Runs with a
         #: ROI read partitions through it; None means always ``partition_array``.
         self.reader = reader
+        #: the data is in this process's memory (NumPy, or a dask array of NumPy):
+        #: a cluster's workers may keep a copy between runs instead of receiving it
+        #: with every run's graph
+        self.resident = resident
         if array is not None:
             self.__dict__["array"] = array
 

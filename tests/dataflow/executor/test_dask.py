@@ -294,10 +294,94 @@ def test_client_receives_only_the_results(by_value, client, recorder, tmp_path, 
     assert len(merges) == 2  # 16 partitions, 8 children per node
 
     (sent,) = _graph_bytes(record)
-    if kind == "memory":  # each partition's slice, once
-        assert data.nbytes <= sent <= data.nbytes + 64 * 2**10, (sent, data.nbytes)
-    else:  # recipes: path and slice per partition, no array bytes
-        assert sent <= 64 * 2**10, sent
+    # recipes: path and slice per partition, no array bytes; in-memory data goes to
+    # the workers beside the graph, once (test_in_memory_data_is_sent_once)
+    assert sent <= 64 * 2**10, sent
+
+
+def _held_keys(client):
+    """Keys whose data the workers hold."""
+    return client.run_on_scheduler(
+        lambda dask_scheduler: {k for k, t in dask_scheduler.tasks.items() if t.state == "memory"}
+    )
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("kind", ["memory", "dask", "memory-padded"])
+def test_in_memory_data_is_sent_once(by_value, client, tmp_path, data, kind, monkeypatch):
+    """In-memory data reaches the workers on the first run only; they drop it with the
+    dataset. Counted: the bytes scattered, and the size of every graph sent."""
+    import gc
+
+    import dask.array as da
+
+    scattered = []
+    real_scatter = client.scatter
+
+    def counting_scatter(values, **kwargs):
+        scattered.append(sum(v.nbytes for v in values))
+        return real_scatter(values, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", counting_scatter)
+    ex = DaskJobExecutor(client)
+    ctx = Context(executor=ex)
+    _wait_until_idle(client)
+    before = _held_keys(client)
+    if kind == "dask":
+        ds = ctx.load("dask", dask_array=da.from_array(data, chunks=(2, 16, 32, 32)))
+        expected = data
+    elif kind == "memory-padded":  # a partition padded with zero frames: made by a task
+        ds = ctx.load("memory", data=data, num_partitions=4, sync_offset=-8)
+        expected = np.concatenate([np.zeros((8, 32, 32), data.dtype), data.reshape(-1, 32, 32)])
+        expected = expected[:256].reshape(data.shape)
+    else:
+        ds = ctx.load("memory", data=data, num_partitions=16)
+        expected = data
+    assert ds.resident
+    with (
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": "1B"}),
+        warnings.catch_warnings(record=True) as record,
+    ):
+        warnings.simplefilter("always")
+        for _ in range(3):
+            total, per_frame = ctx.run_udf(dataset=ds, udf=[SumUDF(), SumSigUDF()])
+            np.testing.assert_array_equal(total["intensity"].data, expected.sum(axis=(0, 1)))
+            np.testing.assert_array_equal(per_frame["intensity"].data, expected.sum(axis=(2, 3)))
+    sent = _graph_bytes(record)
+    if kind == "memory":  # the blocks, straight to the workers
+        assert scattered == [data.nbytes]
+        runs = sent
+    else:  # graphs that make the blocks (with their NumPy data), run on the workers once
+        assert scattered == []
+        assert sent[0] >= data.nbytes - 8 * 32 * 32 * 4
+        runs = sent[1:]
+    assert len(runs) == 3
+    assert max(runs) <= 64 * 2**10, runs  # no run carries the data
+    deadline = time.monotonic() + TIMEOUT
+    while len(_held_keys(client) - before) > ds.get_num_partitions():  # runs' keys go
+        assert time.monotonic() < deadline, _held_keys(client) - before
+        time.sleep(0.05)
+    assert len(_held_keys(client) - before) == ds.get_num_partitions()  # the blocks stay
+    del ds, total, per_frame
+    gc.collect()
+    deadline = time.monotonic() + TIMEOUT
+    while _held_keys(client) - before:  # released with the dataset
+        assert time.monotonic() < deadline, "the workers keep the data of a dropped dataset"
+        time.sleep(0.05)
+
+
+@pytest.mark.distributed
+def test_released_data_is_sent_again(by_value, client, data):
+    ex = DaskJobExecutor(client)
+    ctx = Context(executor=ex)
+    ds = ctx.load("memory", data=data, num_partitions=4)
+    first = ex.input_array(ds)
+    assert ex.input_array(ds) is first
+    ex.release(ds)
+    again = ex.input_array(ds)
+    assert again is not first
+    total = ctx.run_udf(dataset=ds, udf=SumUDF())
+    np.testing.assert_array_equal(total["intensity"].data, data.sum(axis=(0, 1)))
 
 
 @pytest.mark.distributed
