@@ -138,11 +138,10 @@ class FrameReader(ABC):
         selected = None if mask is None else mask[pre : pre + b - a]
         if b <= a or (selected is not None and not selected.any()):
             return
-        if selected is None:
-            view = self.read_view(a, b)
-            if view is not None:
-                yield pre, view
-                return
+        view = self.read_view(a, b)  # with a mask too: only selected frames are touched
+        if view is not None:
+            yield pre, view
+            return
         with self.opened() as handle:
             for row, frames in self.read_pieces(handle, a, b, selected):
                 yield pre + row, frames

@@ -522,6 +522,16 @@ def test_roi_reads_only_selected_frames(ctx, npy_file, fromfile_calls, sync_offs
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
     expected = _expected(data.reshape(-1), (8, 9), (6, 7), sync_offset)
     np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+    # a run maps the file and hands the UDF views of the selected frames: nothing is
+    # read into memory, and only their pages are touched
+    assert fromfile_calls == []
+    # a read with a mask (what ds.reader does off a run) reads only selected frames
+    flat = roi.reshape(-1)
+    frames = expected.reshape(42, 8, 9)
+    for part in ds.partitions:
+        sel = flat[part.start : part.stop]
+        got = ds.reader(part.start, part.stop, sel)
+        np.testing.assert_array_equal(got[sel], frames[part.start : part.stop][sel])
     wanted = {i + sync_offset for i in np.flatnonzero(roi) if 0 <= i + sync_offset < 42}
     assert _frames_read(fromfile_calls, offset, 8 * 9 * 4, 8 * 9) == wanted
     # one read per run of neighbouring frames: 1:4 is one run, (3, 6) and (4, 0) another

@@ -212,6 +212,17 @@ def test_roi_reads_only_selected_frames(ctx, raw_file, reads, sync_offset):
     res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
     expected = _expected(data.reshape(42, 8, 9), (6, 7), sync_offset)
     np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+    # a run maps the file and hands the UDF views of the selected frames: nothing is
+    # read into memory, and only their pages are touched
+    assert reads == []
+    # a read with a mask (what ds.reader does off a run) reads only selected frames
+    flat = roi.reshape(-1)
+    for part in ds.partitions:
+        got = ds.reader(part.start, part.stop, flat[part.start : part.stop])
+        sel = flat[part.start : part.stop]
+        np.testing.assert_array_equal(
+            got[sel], expected.reshape(42, 8, 9)[part.start : part.stop][sel]
+        )
     frame_bytes = 8 * 9 * 4
     read = set()
     for pos, count in reads:
