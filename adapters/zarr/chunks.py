@@ -28,7 +28,7 @@ from dataflow.adapters.zarr._internals import (
     zarr_format,
 )
 from dataflow.adapters.zarr.errors import ZarrReadError
-from dataflow.sources import chunk_parts
+from dataflow.sources import chunk_parts, frame_run_axis, frame_run_chunks
 from dataflow.sources.filemaps import FILE_MAPS, map_bytes
 from dataflow.sources.scratch import SCRATCH
 
@@ -215,19 +215,8 @@ class _ChunkFiles:
                 ]
 
     def frame_runs(self, nav_dims: int) -> int | None:
-        """The navigation axis along which each chunk is a run of whole frames, or None.
-
-        Chunk files hold runs of consecutive frames (in flattened navigation order,
-        stored as they are read) where a chunk spans whole frames, one index of every
-        navigation axis before this axis, and all of every axis after it.
-        """
-        nav, chunks = self.shape[:nav_dims], self.chunks[:nav_dims]
-        if self.chunks[nav_dims:] != self.shape[nav_dims:] or not nav:
-            return None
-        axis = next((i for i, c in enumerate(chunks) if c > 1), nav_dims - 1)
-        if any(c != n for c, n in zip(chunks[axis + 1 :], nav[axis + 1 :], strict=True)):
-            return None
-        return axis
+        """:func:`~dataflow.sources.frame_run_axis` of the array's (inner) chunks."""
+        return frame_run_axis(self.shape, self.chunks, nav_dims)
 
     def pieces(
         self, a: int, b: int, mask: np.ndarray | None, nav_dims: int, axis: int
@@ -239,33 +228,21 @@ class _ChunkFiles:
         chunk (a piece is valid until the next). With a ``mask``, chunks without
         selected frames are skipped.
         """
-        nav = self.shape[:nav_dims]
-        line = math.prod(nav[axis:])  # frames along the axis and after it
-        after = line // nav[axis]  # frames per index of the axis
-        step = self.chunks[axis] * after  # frames per chunk (but the last of a line)
         frame_shape = self.shape[nav_dims:]
         buffer = None
         with contextlib.ExitStack() as stack:
-            pos = a
-            while pos < b:
-                lines, within = divmod(pos, line)
-                k = within // step
-                start = lines * line + k * step
-                stop = min(start + step, (lines + 1) * line)
-                r0, r1 = pos - a, min(stop, b) - a
-                pos = min(stop, b)
+            for index, r0, r1, first in frame_run_chunks(
+                a, b, self.shape, self.chunks, nav_dims, axis
+            ):
                 if mask is not None and not mask[r0:r1].any():
                     continue
-                head = [int(i) for i in np.unravel_index(lines, nav[:axis])]
-                index = (*head, k, *(0,) * (len(self.shape) - axis - 1))
                 if self.codec is None:
-                    frames = self._mapped(index, stop - start, frame_shape)
+                    frames = self._mapped(index, first + r1 - r0, frame_shape)
                 else:
                     if buffer is None:
                         buffer = stack.enter_context(SCRATCH.borrow(self.chunks, self.dtype))
                     self._load(index, buffer)
                     frames = buffer.reshape((-1, *frame_shape))
-                first = a + r0 - start  # the piece's first frame in the chunk
                 yield r0, frames[first : first + r1 - r0]
 
     def _mapped(self, index: tuple[int, ...], n: int, frame_shape: tuple[int, ...]) -> np.ndarray:

@@ -46,6 +46,8 @@ from dataflow.sources.reader import FrameReader, file_token, reader_dataset
 from dataflow.sources.regions import (
     chunk_boxes,
     chunk_parts,
+    frame_run_axis,
+    frame_run_chunks,
     index_runs,
     mask_runs,
     nav_regions,
@@ -65,6 +67,8 @@ __all__ = [
     "XarrayAdapter",
     "as_path",
     "check_count",
+    "frame_run_axis",
+    "frame_run_chunks",
     "check_file",
     "check_flag",
     "check_integer",

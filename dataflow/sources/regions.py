@@ -9,7 +9,10 @@ One copy of each helper, for every source and for the partition task:
   axes (HDF5 and zarr read rectangles);
 - :func:`chunk_boxes`: the chunk-aligned sub-rectangles of a region that hold a
   selected frame (chunked stores read only the chunks a ROI needs);
-- :func:`chunk_parts`: the storage chunks a region touches, and what it takes of each.
+- :func:`chunk_parts`: the storage chunks a region touches, and what it takes of each;
+- :func:`frame_run_axis` / :func:`frame_run_chunks`: chunks that each hold a run of
+  consecutive whole frames, and the chunks a range of frames takes (chunked files
+  hand a partition its frames chunk by chunk).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = [
     "chunk_boxes",
     "chunk_parts",
+    "frame_run_axis",
+    "frame_run_chunks",
     "index_runs",
     "mask_runs",
     "nav_regions",
@@ -184,3 +189,54 @@ def chunk_parts(
                 for s, i, c in zip(full, index, chunks, strict=True)
             ),
         )
+
+
+def frame_run_axis(shape: Sequence[int], chunks: Sequence[int], nav_dims: int) -> int | None:
+    """The navigation axis along which each chunk is a run of whole frames, or None.
+
+    A chunk (stored in C order, edge chunks padded to the full chunk shape) holds
+    consecutive frames of the flattened navigation axis where it spans whole frames,
+    one index of every navigation axis before this axis, and all of every axis after.
+
+    Examples
+    --------
+    >>> frame_run_axis((6, 7, 8, 9), (2, 7, 8, 9), 2), frame_run_axis((6, 7, 8, 9), (1, 3, 8, 9), 2)
+    (0, 1)
+    >>> frame_run_axis((6, 7, 8, 9), (2, 3, 8, 9), 2) is None  # rows of part of a scan row
+    True
+    """
+    nav, nav_chunks = tuple(shape[:nav_dims]), tuple(chunks[:nav_dims])
+    if tuple(chunks[nav_dims:]) != tuple(shape[nav_dims:]) or not nav:
+        return None
+    axis = next((i for i, c in enumerate(nav_chunks) if c > 1), nav_dims - 1)
+    if nav_chunks[axis + 1 :] != nav[axis + 1 :]:
+        return None
+    return axis
+
+
+def frame_run_chunks(
+    a: int, b: int, shape: Sequence[int], chunks: Sequence[int], nav_dims: int, axis: int
+) -> Iterator[tuple[tuple[int, ...], int, int, int]]:
+    """The chunks holding frames ``a:b``: ``(chunk index, r0, r1, first)`` each.
+
+    Frames ``a + r0 : a + r1`` are in the chunk, from its frame ``first`` on;
+    ``axis`` is :func:`frame_run_axis`.
+
+    Examples
+    --------
+    >>> list(frame_run_chunks(5, 16, (3, 7, 2), (1, 7, 2), 2, 1))
+    [((0, 0, 0), 0, 2, 5), ((1, 0, 0), 2, 9, 0), ((2, 0, 0), 9, 11, 0)]
+    """
+    nav = tuple(shape[:nav_dims])
+    line = math.prod(nav[axis:])  # frames along the axis and after it
+    step = chunks[axis] * (line // nav[axis])  # frames per chunk (but the last of a line)
+    tail = (0,) * (len(shape) - axis - 1)
+    pos = a
+    while pos < b:
+        lines, within = divmod(pos, line)
+        k = within // step
+        start = lines * line + k * step
+        stop = min(start + step, (lines + 1) * line, b)
+        head = tuple(int(i) for i in np.unravel_index(lines, nav[:axis]))
+        yield (*head, k, *tail), pos - a, stop - a, pos - start
+        pos = stop

@@ -444,3 +444,111 @@ def test_import_does_not_load_h5py(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.strip() == "False"
+
+
+# compressed chunks decoded by the reader -----------------------------------------------------
+
+
+def _counts(shape=SHAPE, seed=0):
+    return np.random.default_rng(seed).poisson(0.7, shape).astype("uint16")
+
+
+@pytest.fixture
+def no_h5_reads(h5py, monkeypatch):
+    """Fails any read through HDF5's own filter pipeline."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("read through HDF5's pipeline, not chunk by chunk")
+
+    monkeypatch.setattr(h5py.Dataset, "read_direct", refuse)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("chunks", [(1, 7, 8, 9), (4, 7, 8, 9), (1, 3, 8, 9)], ids=str)
+def test_deflate_chunks_are_decoded_by_the_reader(
+    h5py, ctx, tmp_path, no_h5_reads, shuffle, chunks
+):
+    """gzip (and shuffle) chunks of runs of frames: fetched raw, decompressed by the task.
+
+    (4, 7) over 6 rows leaves a short last chunk, (1, 3) a short chunk in every row;
+    rows 4 and 5 are never written (the fill value) where the chunks allow it.
+    """
+    data = _counts()
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        dset = f.create_dataset(
+            "data",
+            shape=SHAPE,
+            dtype=data.dtype,
+            chunks=chunks,
+            compression="gzip",
+            shuffle=shuffle,
+            fillvalue=6,
+        )
+        dset[:4] = data[:4]
+    expected = data.copy()
+    expected[4:] = 6
+    for num_partitions in (1, 3):
+        ds = ctx.load("hdf5", path=path, ds_path="data", num_partitions=num_partitions)
+        assert ds.reader.chunk_filters == (("shuffle", "deflate") if shuffle else ("deflate",))
+        res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+        np.testing.assert_array_equal(res["frames"].data, expected)
+        roi = np.random.default_rng(num_partitions).random(SHAPE[:2]) < 0.3
+        res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+        np.testing.assert_array_equal(res["frames"].raw_data, expected[roi])
+
+
+def test_each_chunk_is_decoded_once_and_only_for_the_roi(h5py, ctx, tmp_path, monkeypatch):
+    from dataflow.adapters import hdf5 as hdf5_module
+
+    data = _counts()
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=data, chunks=(1, 7, 8, 9), compression="gzip")
+    decoded = []
+    real = hdf5_module.H5FrameReader._decode_chunk
+
+    def counting(self, dset, index, out):
+        decoded.append(index[0])
+        return real(self, dset, index, out)
+
+    monkeypatch.setattr(hdf5_module.H5FrameReader, "_decode_chunk", counting)
+    ds = ctx.load("hdf5", path=path, ds_path="data", num_partitions=3)
+    res = ctx.run_udf(dataset=ds, udf=[SumUDF(), SumSigUDF()])
+    np.testing.assert_array_equal(res[0]["intensity"].data, data.sum(axis=(0, 1)))
+    assert sorted(decoded) == [0, 1, 2, 3, 4, 5]
+    decoded.clear()
+    roi = np.zeros(SHAPE[:2], bool)
+    roi[2, 3] = roi[5, 0] = True
+    res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF(), roi=roi)
+    np.testing.assert_array_equal(res["frames"].raw_data, data[roi])
+    assert sorted(decoded) == [2, 5]
+
+
+def test_other_filters_and_layouts_read_through_hdf5(h5py, ctx, tmp_path):
+    data = _counts()
+    path = tmp_path / "o.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("lzf", data=data, chunks=(1, 7, 8, 9), compression="lzf")
+        f.create_dataset("sig", data=data, chunks=(2, 7, 4, 9), compression="gzip")
+        f.create_dataset("fletcher", data=data, chunks=(1, 7, 8, 9), fletcher32=True)
+        f.create_dataset("plain", data=data, chunks=(1, 7, 8, 9))
+    for name in ("lzf", "sig", "fletcher", "plain"):
+        ds = ctx.load("hdf5", path=path, ds_path=name, num_partitions=2)
+        assert ds.reader.chunk_filters == (("deflate",) if name == "sig" else ())
+        res = ctx.run_udf(dataset=ds, udf=FrameCopyUDF())
+        np.testing.assert_array_equal(res["frames"].data, data, err_msg=name)
+
+
+def test_a_corrupt_deflate_chunk_names_the_chunk(h5py, ctx, tmp_path):
+    data = _counts()
+    path = tmp_path / "bad.h5"
+    with h5py.File(path, "w") as f:
+        dset = f.create_dataset("data", data=data, chunks=(1, 7, 8, 9), compression="gzip")
+        info = dset.id.get_chunk_info_by_coord((3, 0, 0, 0))
+    raw = bytearray(path.read_bytes())
+    raw[info.byte_offset : info.byte_offset + info.size] = b"\xff" * info.size
+    path.write_bytes(bytes(raw))
+    ds = ctx.load("hdf5", path=path, ds_path="data", num_partitions=3)
+    with pytest.raises(OSError, match=r"'data' in .*bad\.h5': chunk at \(3, 0, 0, 0\) could not"):
+        ctx.run_udf(dataset=ds, udf=SumUDF())
