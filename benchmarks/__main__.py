@@ -36,12 +36,14 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    workloads = "\n".join(f"  {w.name:14} {w.description}" for w in WORKLOADS)
+    width = max(len(w.name) for w in WORKLOADS)
+    workloads = "\n".join(f"  {w.name:{width}}  {w.description}" for w in WORKLOADS)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=(
-            "Time dataflow UDF runs against NumPy, dask.array, a memory-bandwidth roofline "
-            "and (with --peer libertem) LiberTEM 0.16.0 in its own environment."
+            "Time dataflow UDF runs against NumPy, dask.array, a memory-bandwidth roofline, "
+            "a decode roofline for compressed copies and (with --peer libertem) LiberTEM "
+            "0.16.0 in its own environment."
         ),
         epilog=f"workloads:\n{workloads}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -77,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=2,
         metavar="N",
-        help="threads of 'threads' and of dask.array, workers of 'dask', the roofline's "
+        help="threads of 'threads' and of dask.array, workers of 'dask', the rooflines' "
         "second thread count (default: 2)",
     )
     parser.add_argument(
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "repeat": args.repeat,
                 "cpus": args.cpus,
                 "executors": list(args.executors),
-                "peers": ["numpy", "dask", "roofline", *args.peer],
+                "peers": ["numpy", "dask", "roofline", "decode_roofline", *args.peer],
                 "data_dir": str(args.data_dir),
             },
             "peer": results.peer,

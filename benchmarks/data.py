@@ -1,10 +1,17 @@
-"""The benchmark data: made once per shape and dtype, cached on disk, read by every tool.
+"""The benchmark data: made once per kind, shape and dtype, cached on disk, read by every tool.
 
 Every array is generated with a fixed seed and saved as ``.npy`` in the cache folder
 (``.bench/data`` in the repository by default). The in-memory runs of all tools load
 that file with ``np.load`` (into RAM), and the file-based runs read copies of the
-same array written as ``.npy``, raw binary or zarr, so every tool sees identical
-bytes. A :class:`Source` says how each tool opens one of these forms.
+same array written as ``.npy``, raw binary, zarr (2 or 3, compressed or not, sharded
+or not) or HDF5, so every tool sees identical values. A :class:`Source` says how each
+tool opens one of these forms.
+
+There are two kinds of data (:data:`KINDS`): ``uniform``, random values spread over
+the whole range (float32 in [0, 1), integers in [0, 4096)), which compress poorly;
+and ``counts``, what a counting (electron-event) detector records: Poisson counts,
+mostly zero, with a bright disk near the middle of each frame (see
+:func:`counts_rows`), which compress well.
 """
 
 from __future__ import annotations
@@ -16,26 +23,33 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from benchmarks.decode import HDF5_DATASET, read_hdf5_chunks, read_zarr_chunks
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     import dask.array
 
+    from benchmarks.decode import EncodedChunks
     from dataflow import Context, DataSet
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "KINDS",
     "ROOT",
     "SEED",
     "SOURCES",
     "DataCache",
+    "HDF5Array",
     "Source",
+    "counts_rows",
     "dask_chunks",
     "random_roi",
+    "stored_nbytes",
     "zarr_chunks",
 ]
 
@@ -45,6 +59,21 @@ DEFAULT_DATA_DIR = ROOT / ".bench" / "data"
 SEED = 0
 #: integer data is uniform in [0, INT_HIGH): counts of a 12-bit detector
 INT_HIGH = 4096
+#: the kinds of data, by the name a workload gives (``Workload.data``)
+KINDS = ("uniform", "counts")
+
+#: counts data: the background's mean counts per pixel, at the frame's rim and its middle
+COUNTS_BACKGROUND = (0.05, 0.2)
+#: counts data: the bright disk's mean counts per pixel (on top of the background)
+COUNTS_DISK = 3.0
+#: counts data: the disk's radius, as a fraction of half the frame's smaller side
+COUNTS_DISK_RADIUS = 0.25
+#: counts data: how far the disk moves across the scan, as a fraction of the frame
+COUNTS_SHIFT = 0.04
+#: zarr 3 sharded store: scan rows per shard (inner chunks are one scan row)
+SHARD_ROWS = 8
+#: gzip level of the zarr and HDF5 gzip copies (the fastest; HDF5's default is 4)
+GZIP_LEVEL = 1
 
 
 def _generate(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -52,6 +81,42 @@ def _generate(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "f":
         return rng.random(shape, dtype=dtype)
     return rng.integers(0, INT_HIGH, size=shape, dtype=dtype)
+
+
+def counts_rows(shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray]:
+    """The ``counts`` array of ``shape`` (two scan axes, two frame axes), a scan row at a time.
+
+    Each frame is Poisson noise around a mean that is the sum of a background, falling
+    from 0.2 counts per pixel in the middle of the frame to 0.05 at its rim, and a
+    disk of 3 counts per pixel with a quarter of the half-frame as its radius (the
+    bright field disk of a diffraction pattern). The disk's centre moves linearly with
+    the scan position, by 4% of the frame from the first scan position to the last
+    along each axis, as an imperfectly descanned beam does. One generator
+    (``np.random.default_rng(SEED)``) draws the rows in order, so the array is the
+    same however it is written. Counts beyond the dtype's range are clipped (at these
+    means, practically never).
+    """
+    if len(shape) != 4:
+        raise ValueError(f"counts data has two scan and two frame axes; shape is {shape}")
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(SEED)
+    rows, cols, ny, nx = shape
+    y, x = np.mgrid[0:ny, 0:nx].astype(np.float32)
+    cy, cx = (ny - 1) / 2, (nx - 1) / 2
+    half = min(ny, nx) / 2
+    rim = np.clip(np.hypot(y - cy, x - cx) / half, 0, 1)
+    low, high = COUNTS_BACKGROUND
+    background = (high - (high - low) * rim).astype(np.float32)
+    # the disk's offset from the frame's middle at each scan position, in pixels
+    shift_y = COUNTS_SHIFT * ny * (np.linspace(0, 1, rows) - 0.5)
+    shift_x = COUNTS_SHIFT * nx * (np.linspace(0, 1, cols) - 0.5)
+    top = np.iinfo(dtype).max
+    for i in range(rows):
+        dy = (y - cy - shift_y[i])[None]
+        dx = x[None] - cx - shift_x[:, None, None]
+        disk = np.hypot(dy, dx) < COUNTS_DISK_RADIUS * half
+        lam = background + np.float32(COUNTS_DISK) * disk
+        yield np.minimum(rng.poisson(lam), top).astype(dtype)
 
 
 @functools.cache
@@ -84,6 +149,22 @@ def _save(path: Path, arr: np.ndarray) -> None:
         np.save(f, arr)
 
 
+def _save_counts(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Write the counts array straight into a ``.npy`` file, a scan row at a time."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    for i, row in enumerate(counts_rows(shape, dtype)):
+        out[i] = row
+    out.flush()
+    del out
+
+
+def stored_nbytes(path: Path) -> int:
+    """Bytes of a copy on disk: the file, or every file under a store's folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """Write ``path`` through a temporary name, so an interrupted run leaves no torn file."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -101,6 +182,9 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
 class DataCache:
     """The folder of benchmark data: ``.npy`` arrays and their file-format copies.
 
+    Every array and copy is written once, through a temporary name, and then reused
+    by every later run that asks for the same kind, shape, dtype and form.
+
     Parameters
     ----------
     root
@@ -109,42 +193,55 @@ class DataCache:
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:
         self.root = Path(root)
-        self._loaded: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+        self._loaded: dict[tuple[tuple[int, ...], str, str], np.ndarray] = {}
 
-    def stem(self, shape: tuple[int, ...], dtype: Any) -> str:
-        return f"{np.dtype(dtype).name}-{'x'.join(map(str, shape))}-seed{SEED}"
+    def stem(self, shape: tuple[int, ...], dtype: Any, kind: str = "uniform") -> str:
+        """The file name of an array, without ending (``uniform`` data has no prefix)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of data {kind!r}; known: {', '.join(KINDS)}")
+        prefix = "" if kind == "uniform" else f"{kind}-"
+        return f"{prefix}{np.dtype(dtype).name}-{'x'.join(map(str, shape))}-seed{SEED}"
 
-    def npy(self, shape: tuple[int, ...], dtype: Any) -> Path:
-        """The ``.npy`` file of the array of this shape and dtype; made if missing."""
-        path = self.root / f"{self.stem(shape, dtype)}.npy"
+    def npy(self, shape: tuple[int, ...], dtype: Any, kind: str = "uniform") -> Path:
+        """The ``.npy`` file of the array of this kind, shape and dtype; made if missing."""
+        path = self.root / f"{self.stem(shape, dtype, kind)}.npy"
         if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            data = _generate(tuple(shape), np.dtype(dtype))
-
-            _atomic(path, lambda tmp: _save(tmp, data))
+            if kind == "counts":
+                _atomic(path, lambda tmp: _save_counts(tmp, tuple(shape), np.dtype(dtype)))
+            else:
+                data = _generate(tuple(shape), np.dtype(dtype))
+                _atomic(path, lambda tmp: _save(tmp, data))
         return path
 
-    def load(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def load(self, shape: tuple[int, ...], dtype: Any, kind: str = "uniform") -> np.ndarray:
         """The array in memory, read once from its ``.npy`` file (read-only; shared)."""
-        key = (tuple(shape), np.dtype(dtype).name)
+        key = (tuple(shape), np.dtype(dtype).name, kind)
         if key not in self._loaded:
-            data = np.load(self.npy(shape, dtype))  # mmap_mode=None: read into RAM
+            data = np.load(self.npy(shape, dtype, kind))  # mmap_mode=None: read into RAM
             data.flags.writeable = False
             self._loaded[key] = data
         return self._loaded[key]
 
-    def release(self, keep: Iterable[tuple[tuple[int, ...], Any]] = ()) -> None:
-        """Forget the arrays held in memory, except those of the ``(shape, dtype)`` in ``keep``."""
-        kept = {(tuple(shape), np.dtype(dtype).name) for shape, dtype in keep}
+    def release(self, keep: Iterable[tuple[tuple[int, ...], Any, str]] = ()) -> None:
+        """Forget the arrays held in memory, except the ``(shape, dtype, kind)`` in ``keep``."""
+        kept = {(tuple(shape), np.dtype(dtype).name, kind) for shape, dtype, kind in keep}
         for key in [k for k in self._loaded if k not in kept]:
             del self._loaded[key]
 
-    def path(self, source: Source, shape: tuple[int, ...], dtype: Any, sig_dims: int) -> Path:
+    def path(
+        self,
+        source: Source,
+        shape: tuple[int, ...],
+        dtype: Any,
+        sig_dims: int,
+        kind: str = "uniform",
+    ) -> Path:
         """Where ``source`` reads the array from; its file is written if missing."""
-        npy = self.npy(shape, dtype)
+        npy = self.npy(shape, dtype, kind)
         if source.suffix is None:
             return npy
-        path = self.root / f"{self.stem(shape, dtype)}{source.suffix}"
+        path = self.root / f"{self.stem(shape, dtype, kind)}{source.suffix}"
         if not path.exists():
             data = np.load(npy, mmap_mode="r")
             _atomic(path, lambda tmp: source.write(data, tmp, sig_dims))
@@ -173,7 +270,8 @@ class Source:
     Attributes
     ----------
     name
-        ``memory``, ``npy``, ``raw``, ``zarr`` or ``zarr-zstd``.
+        ``memory``, ``npy``, ``raw``, ``zarr``, ``zarr-zstd``, ... (the keys of
+        :data:`SOURCES`).
     suffix
         File name ending of the copy; None reads the ``.npy`` file itself.
     write
@@ -187,6 +285,10 @@ class Source:
         ``open_dask(path, data, chunks)``: a dask array.
     libertem
         The peer script's source name.
+    encoded
+        For a compressed copy, ``encoded(path)``: its chunks' stored bytes in memory and
+        the numcodecs codec that decodes them (for the decode roofline, see
+        :mod:`benchmarks.decode`); None for data that is not compressed.
     """
 
     name: str
@@ -196,6 +298,7 @@ class Source:
     open_numpy: Callable[[Path, np.ndarray], Any]
     open_dask: Callable[[Path, np.ndarray, tuple], dask.array.Array]
     libertem: str
+    encoded: Callable[[Path], EncodedChunks] | None = None
 
 
 def _no_write(data: np.ndarray, path: Path, sig_dims: int) -> None:
@@ -208,23 +311,93 @@ def _write_raw(data: np.ndarray, path: Path, sig_dims: int) -> None:
             np.ascontiguousarray(block).tofile(f)
 
 
-def _write_zarr(compressed: bool) -> Callable[[np.ndarray, Path, int], None]:
+def _write_zarr(
+    compressors: Callable[[], Any], *, zarr_format: Literal[2, 3] = 3, sharded: bool = False
+) -> Callable[[np.ndarray, Path, int], None]:
+    """A writer of zarr stores with one scan row per chunk.
+
+    Parameters
+    ----------
+    compressors
+        Makes the ``compressors=`` of ``zarr.create_array`` (called when writing, so
+        that zarr is imported only then): ``"auto"`` is zarr 3's default (zstd), None
+        stores the bytes as they are; for zarr 2 a numcodecs codec.
+    zarr_format
+        2 or 3.
+    sharded
+        Group :data:`SHARD_ROWS` scan rows into each shard (zarr 3); the chunks,
+        one scan row each, become the inner chunks.
+    """
+
     def write(data: np.ndarray, path: Path, sig_dims: int) -> None:
         import zarr
 
         chunks = zarr_chunks(data.shape, sig_dims)
+        shards = None
+        step = 1
+        if sharded:
+            step = min(SHARD_ROWS, data.shape[0])
+            shards = (step, *chunks[1:])
         z = zarr.create_array(
             store=str(path),
             shape=data.shape,
             chunks=chunks,
+            shards=shards,
             dtype=data.dtype,
-            # "auto" is zarr 3's default compressor (zstd); None stores the bytes as they are
-            compressors="auto" if compressed else None,
+            compressors=compressors(),
+            zarr_format=zarr_format,
         )
-        for i in range(data.shape[0]):
-            z[i] = data[i]
+        # whole shards at a time, so that no shard is read back and written again
+        for i in range(0, data.shape[0], step):
+            z[i : i + step] = data[i : i + step]
 
     return write
+
+
+def _blosc(
+    cname: Literal["lz4", "zstd"], shuffle: Literal["shuffle", "bitshuffle"]
+) -> Callable[[], Any]:
+    def make() -> Any:
+        from zarr.codecs import BloscCodec
+
+        return BloscCodec(cname=cname, clevel=5, shuffle=shuffle)
+
+    return make
+
+
+def _gzip() -> Any:
+    from zarr.codecs import GzipCodec
+
+    return GzipCodec(level=GZIP_LEVEL)
+
+
+def _zstd() -> Any:
+    from zarr.codecs import ZstdCodec
+
+    return ZstdCodec(level=0)  # zstd's default level (3), as zarr's "auto"
+
+
+def _numcodecs_zstd() -> Any:
+    import numcodecs
+
+    return numcodecs.Zstd(level=0)
+
+
+def _write_hdf5(data: np.ndarray, path: Path, sig_dims: int) -> None:
+    """An HDF5 file with the array at :data:`HDF5_DATASET`, one scan row per chunk, gzip."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        dset = f.create_dataset(
+            HDF5_DATASET,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=zarr_chunks(data.shape, sig_dims),
+            compression="gzip",
+            compression_opts=GZIP_LEVEL,
+        )
+        for i in range(data.shape[0]):
+            dset[i] = data[i]
 
 
 def _from_array(arr: Any, chunks: tuple, name: str) -> dask.array.Array:
@@ -248,6 +421,66 @@ def _from_zarr(path: Path, data: np.ndarray, chunks: tuple) -> dask.array.Array:
     import dask.array as da
 
     return da.from_zarr(str(path))  # the store's own chunks
+
+
+class HDF5Array:
+    """The HDF5 copy's dataset, opened afresh for every read (``x[...]``, ``x[i:j]``).
+
+    HDF5 keeps decoded chunks in a per-dataset cache (8 MiB by default in h5py) for as
+    long as the file is open anywhere in the process, and shares an open file among all
+    who open it. A dataset held open between calls would serve repeated reads of a
+    small copy from that cache, for the NumPy and dask peers and even for dataflow's
+    own reads; each read here opens the file, reads and closes it, so every call
+    decodes. ``shape``, ``dtype``, ``ndim`` and ``chunks`` are read when it is made.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import h5py
+
+        self.path = path
+        with h5py.File(path, "r") as f:
+            dset = f[HDF5_DATASET]
+            self.shape: tuple[int, ...] = tuple(dset.shape)
+            self.dtype = np.dtype(dset.dtype)
+            self.chunks: tuple[int, ...] = tuple(dset.chunks)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[HDF5_DATASET][key]
+
+
+def _open_hdf5(path: Path, data: np.ndarray) -> HDF5Array:
+    return HDF5Array(path)
+
+
+def _from_hdf5(path: Path, data: np.ndarray, chunks: tuple) -> dask.array.Array:
+    arr = HDF5Array(path)
+    return _from_array(arr, arr.chunks, f"bench-{path.name}")  # the file's own chunks
+
+
+def _dataflow_zarr(ctx: Context, path: Path, data: np.ndarray, sig_dims: int) -> DataSet:
+    return ctx.load("zarr", path=path)
+
+
+def _dataflow_hdf5(ctx: Context, path: Path, data: np.ndarray, sig_dims: int) -> DataSet:
+    return ctx.load("hdf5", path=path, ds_path=HDF5_DATASET)
+
+
+def _zarr_source(name: str, suffix: str, write: Callable[[np.ndarray, Path, int], None]) -> Source:
+    """A compressed zarr copy: read by ``ctx.load("zarr")``, zarr, ``da.from_zarr``."""
+    return Source(
+        name=name,
+        suffix=suffix,
+        write=write,
+        open_dataflow=_dataflow_zarr,
+        open_numpy=_open_zarr,
+        open_dask=_from_zarr,
+        libertem="zarr",
+        encoded=read_zarr_chunks,
+    )
 
 
 def _dataflow_raw(ctx: Context, path: Path, data: np.ndarray, sig_dims: int) -> DataSet:
@@ -301,20 +534,38 @@ SOURCES: dict[str, Source] = {
         Source(
             name="zarr",
             suffix=".zarr",
-            write=_write_zarr(compressed=False),
-            open_dataflow=lambda ctx, path, data, sig_dims: ctx.load("zarr", path=path),
+            write=_write_zarr(lambda: None),
+            open_dataflow=_dataflow_zarr,
             open_numpy=_open_zarr,
             open_dask=_from_zarr,
             libertem="zarr",
         ),
+        # zarr 3, one scan row per chunk, compressed in different ways
+        _zarr_source("zarr-zstd", "-zstd.zarr", _write_zarr(lambda: "auto")),
+        _zarr_source(
+            "zarr-blosc-lz4", "-blosc-lz4-bitshuffle.zarr", _write_zarr(_blosc("lz4", "bitshuffle"))
+        ),
+        _zarr_source(
+            "zarr-blosc-zstd", "-blosc-zstd-shuffle.zarr", _write_zarr(_blosc("zstd", "shuffle"))
+        ),
+        _zarr_source("zarr-gzip", f"-gzip{GZIP_LEVEL}.zarr", _write_zarr(_gzip)),
+        # zarr 2, numcodecs' Zstd as the compressor
+        _zarr_source("zarr2-zstd", "-zarr2-zstd.zarr", _write_zarr(_numcodecs_zstd, zarr_format=2)),
+        # zarr 3 shards of SHARD_ROWS scan rows, inner chunks of one scan row, zstd
+        _zarr_source(
+            "zarr-sharded",
+            f"-sharded{SHARD_ROWS}-zstd.zarr",
+            _write_zarr(_zstd, sharded=True),
+        ),
         Source(
-            name="zarr-zstd",
-            suffix="-zstd.zarr",
-            write=_write_zarr(compressed=True),
-            open_dataflow=lambda ctx, path, data, sig_dims: ctx.load("zarr", path=path),
-            open_numpy=_open_zarr,
-            open_dask=_from_zarr,
-            libertem="zarr",
+            name="hdf5-gzip",
+            suffix=f"-gzip{GZIP_LEVEL}.h5",
+            write=_write_hdf5,
+            open_dataflow=_dataflow_hdf5,
+            open_numpy=_open_hdf5,
+            open_dask=_from_hdf5,
+            libertem="hdf5",
+            encoded=read_hdf5_chunks,
         ),
     ]
 }

@@ -10,7 +10,7 @@ script with the peer's interpreter; it never runs in the project's environment::
         --executors inline threads --repeat 5 --result-dir out/
 
 Each job names a workload, the UDF to run, where the data is (the ``.npy`` file of
-the in-memory runs, or the ``.npy``, raw file or zarr store read from disk), its
+the in-memory runs, or the ``.npy``, raw file, zarr store or HDF5 file read from disk), its
 shape and dtype, the executors and the number of timed calls. Per executor, the job
 gets one untimed warm-up, whose result is saved to ``result_dir`` for the runner to
 check against NumPy, and then ``repeat`` timed calls, each turning its result into a
@@ -18,7 +18,8 @@ NumPy array. The script prints one line, ``BENCHMARK-PEER-RESULT {json}``, on st
 
 At module level this file imports only the standard library and NumPy, so the
 benchmark runner can import it for :func:`mask_stack` and :func:`parse_args`;
-libertem (and dask and zarr, for zarr stores) are imported where they are used.
+libertem (and dask and zarr, for zarr stores) are imported where they are used. HDF5
+files are read with LiberTEM's own ``hdf5`` dataset, the array at :data:`HDF5_DATASET`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 
 __all__ = [
     "EXECUTORS",
+    "HDF5_DATASET",
     "MARKER",
     "SOURCES",
     "UDFS",
@@ -56,7 +58,9 @@ EXECUTORS = ("inline", "threads", "dask")
 #: UDFs by the name a job gives
 UDFS = ("sum", "sumsig", "stddev", "masks", "frame-sum", "tile-sums")
 #: where a job's data comes from: ``memory`` loads the ``.npy`` file into RAM first
-SOURCES = ("memory", "npy", "raw", "zarr")
+SOURCES = ("memory", "npy", "raw", "zarr", "hdf5")
+#: the path of the array in the benchmarks' HDF5 files (as ``benchmarks.decode``)
+HDF5_DATASET = "/data"
 
 _JOB_KEYS = {
     "workload",
@@ -114,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workload", help="the benchmark workload's name (echoed back)")
     parser.add_argument("--udf", choices=UDFS, help="the UDF to run")
     parser.add_argument("--source", choices=SOURCES, default="memory", help="how to load data")
-    parser.add_argument("--data", type=Path, metavar="PATH", help="the .npy, raw file or store")
+    parser.add_argument(
+        "--data", type=Path, metavar="PATH", help="the .npy, raw file, zarr store or HDF5 file"
+    )
     parser.add_argument("--shape", type=_positive, nargs="+", metavar="N", help="data shape")
     parser.add_argument("--dtype", default="float32", help="data dtype (default: float32)")
     parser.add_argument("--sig-dims", type=_positive, default=2, metavar="N")
@@ -341,6 +347,8 @@ def _load(ctx: Any, job: dict[str, Any], data: _Data) -> Any:
         return ctx.load(
             "raw", path=job["data"], dtype=job["dtype"], nav_shape=nav_shape, sig_shape=sig_shape
         )
+    if source == "hdf5":
+        return ctx.load("hdf5", path=job["data"], ds_path=HDF5_DATASET, sig_dims=sig_dims)
     try:
         import dask.array as da
         import zarr  # noqa: F401  (dask.array.from_zarr needs it)

@@ -5,7 +5,9 @@ answer, then ``repeat`` timed calls, each turning its result into a NumPy array.
 Per workload the series are: the NumPy reference (one thread); dataflow on each
 executor (one Context per executor for the whole run); plain dask.array on the
 threaded scheduler; for memory-bound workloads the roofline, a NumPy streaming read
-of the same array on 1 and on ``cpus`` threads; and LiberTEM, whose series all run
+of the same array on 1 and on ``cpus`` threads, and, when they read a compressed copy,
+the decode roofline, numcodecs decoding the copy's chunk bytes from memory on 1 and on
+``cpus`` threads (see :mod:`benchmarks.decode`); and LiberTEM, whose series all run
 first, in one subprocess in LiberTEM's own environment (see :mod:`benchmarks.peer`).
 """
 
@@ -28,7 +30,8 @@ import dask
 import numpy as np
 
 import dataflow
-from benchmarks.data import SOURCES, DataCache, dask_chunks
+from benchmarks.data import SOURCES, DataCache, dask_chunks, stored_nbytes
+from benchmarks.decode import DecodePool, first_mismatch
 from dataflow import Context
 
 if TYPE_CHECKING:
@@ -50,7 +53,9 @@ __all__ = [
 ]
 
 #: the peers, by the ``tool`` of their series
-PEERS = ("numpy", "dask", "libertem", "roofline")
+PEERS = ("numpy", "dask", "libertem", "roofline", "decode_roofline")
+#: peers that are limits of the machine, not tools: no ``vs base``
+_LIMITS = ("roofline", "decode_roofline")
 
 
 class BenchmarkCheckError(AssertionError):
@@ -143,6 +148,12 @@ def roofline_times(data: np.ndarray, threads: int, repeat: int) -> list[float]:
         return _time(lambda: list(pool.map(np.sum, parts)), repeat)
 
 
+def decode_roofline_times(pool: DecodePool, repeat: int) -> list[float]:
+    """Times of decoding every chunk once in ``pool``, after one untimed pass."""
+    pool()
+    return _time(pool, repeat)
+
+
 @dataclass
 class Settings:
     """What a benchmark run does and where; shared by every workload of the run."""
@@ -212,6 +223,7 @@ class _Run:
         self.contexts: dict[str, Context] = {}
         self.libertem: dict[tuple[str, str], PeerResult] = {}
         self.rooflines: dict[tuple, list[float]] = {}
+        self.decode_rooflines: dict[tuple[Path, int], list[float]] = {}
         #: median seconds by (workload, tool, executor), for ``vs_base``
         self.medians: dict[tuple[str, str, str], float] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -238,7 +250,7 @@ class _Run:
             if w.custom is not None:
                 continue
             shape = w.shape_for(s.quick)
-            s.cache.path(SOURCES[w.source], shape, w.dtype, w.sig_dims)
+            s.cache.path(SOURCES[w.source], shape, w.dtype, w.sig_dims, w.data)
             if w.roi_fraction is not None:
                 s.cache.roi(shape[: -w.sig_dims], w.roi_fraction)
 
@@ -267,7 +279,7 @@ class _Run:
                     "workload": w.name,
                     "udf": w.libertem_udf,
                     "source": source.libertem,
-                    "data": str(s.cache.path(source, shape, w.dtype, w.sig_dims)),
+                    "data": str(s.cache.path(source, shape, w.dtype, w.sig_dims, w.data)),
                     "shape": list(shape),
                     "dtype": w.dtype,
                     "sig_dims": w.sig_dims,
@@ -312,7 +324,7 @@ class _Run:
     def _vs_base(self, w: Workload, tool: str, executor: str, median_s: float) -> float | None:
         """This series against the same tool's series of ``w.base``: a throughput ratio for
         throughputs, a time ratio for times."""
-        if w.base is None or tool == "roofline" or (w.base, tool, executor) not in self.medians:
+        if w.base is None or tool in _LIMITS or (w.base, tool, executor) not in self.medians:
             return None
         base_s = self.medians[(w.base, tool, executor)]
         return base_s / median_s if w.unit.higher_is_better else median_s / base_s
@@ -327,7 +339,7 @@ class _Run:
         shape = w.shape_for(s.quick)
         data = w.setup(s.cache, s.quick)
         source = SOURCES[w.source]
-        path = s.cache.path(source, shape, w.dtype, w.sig_dims)
+        path = s.cache.path(source, shape, w.dtype, w.sig_dims, w.data)
         series = []
 
         # NumPy, one thread: the reference every result is checked against
@@ -379,6 +391,10 @@ class _Run:
                 label = f"{threads} thread{'s' if threads > 1 else ''}"
                 series.append(self._series(w, data, "roofline", label, self.rooflines[key]))
 
+        # the decode roofline: numcodecs decoding the copy's chunks, already in memory
+        if w.roofline and source.encoded is not None:
+            series += self._decode_roofline(w, data, path)
+
         # LiberTEM: timed in its own process already; check its warm-up's result here
         for (workload, executor), r in self.libertem.items():
             if workload != w.name:
@@ -405,6 +421,37 @@ class _Run:
         self.results.records.extend(records)
         return records
 
+    def _decode_roofline(self, w: Workload, data: np.ndarray, path: Path) -> list[dict[str, Any]]:
+        """The decode roofline's series, on 1 and on ``cpus`` threads; measured once per copy.
+
+        Raises
+        ------
+        BenchmarkCheckError
+            If the chunks do not decode to the array (the chunk reader misread the copy).
+        """
+        s = self.settings
+        source = SOURCES[w.source]
+        assert source.encoded is not None
+        counts = sorted({1, s.cpus})
+        if any((path, n) not in self.decode_rooflines for n in counts):
+            encoded = source.encoded(path)  # the chunks' bytes, read once (not timed)
+            mismatch = first_mismatch(encoded, data)
+            if mismatch is not None:
+                raise BenchmarkCheckError(f"{w.name}: the decode roofline: {mismatch}")
+            for threads in counts:
+                with DecodePool(encoded, threads) as pool:
+                    self.decode_rooflines[(path, threads)] = decode_roofline_times(pool, s.repeat)
+                median = statistics.median(self.decode_rooflines[(path, threads)])
+                label = f"{threads} thread{'s' if threads > 1 else ''}"
+                s.log(f"{w.name}: decode roofline on {label}, median {median:.4g} s")
+            del encoded
+        series = []
+        for threads in counts:
+            label = f"{threads} thread{'s' if threads > 1 else ''}"
+            times = self.decode_rooflines[(path, threads)]
+            series.append(self._series(w, data, "decode_roofline", label, times))
+        return series
+
     def _record(
         self,
         w: Workload,
@@ -423,11 +470,22 @@ class _Run:
             "dtype": str(data.dtype),
             "nbytes": data.nbytes,
             "source": w.source,
+            "data": w.data,
             "partitions": partitions,
             "repeat": len(times),
             **_summary("", times, w, data),
         }
         self.medians[(w.name, "dataflow", executor)] = record["median_s"]
+        source = SOURCES[w.source]
+        if source.encoded is not None:
+            path = self.settings.cache.path(
+                source, tuple(data.shape), data.dtype, w.sig_dims, w.data
+            )
+            record["stored_bytes"] = stored_nbytes(path)
+            # above 1: the copy is smaller than the array
+            record["compression_ratio"] = data.nbytes / record["stored_bytes"]
+        else:
+            record["stored_bytes"] = record["compression_ratio"] = None
         record["base"] = w.base
         record["vs_base"] = self._vs_base(w, "dataflow", executor, record["median_s"])
         for tool in PEERS:
@@ -506,7 +564,7 @@ def run_benchmarks(workloads: Sequence[Workload], settings: Settings) -> Results
             # free the arrays no later workload reads (1 GiB each at full size)
             later = workloads[i + 1 :]
             settings.cache.release(
-                (x.shape_for(settings.quick), x.dtype) for x in later if x.custom is None
+                (x.shape_for(settings.quick), x.dtype, x.data) for x in later if x.custom is None
             )
     finally:
         run.close()
@@ -591,13 +649,17 @@ _COLUMNS = (
     "/dask",
     "/libertem",
     "/roofline",
+    "/decode",
+    "decoded/stored",
     "vs base",
 )
 
 _LEGEND = """\
 /X: dataflow's median / X's median, in the unit: above 1 is better for GiB/s, below 1 for
 times (X = NumPy on 1 thread; dask.array on the threaded scheduler; LiberTEM's best
-executor; the roofline, NumPy streaming the same bytes, best of 1 and N threads).
+executor; the roofline, NumPy streaming the same bytes, best of 1 and N threads; decode,
+numcodecs decoding the copy's chunk bytes from memory, best of 1 and N threads).
+decoded/stored: the compression ratio, array bytes / bytes of the copy on disk.
 vs base: the same tool's run of the base workload (disk reads: GiB/s / in-memory GiB/s;
 sum-roi: time / full time; memory: peak RSS at 8 GiB / at 1 GiB)."""
 
@@ -617,11 +679,13 @@ def format_table(records: Sequence[dict[str, Any]], series: Sequence[dict[str, A
             _num(r.get("ratio_dask"), ".3f"),
             _num(r.get("ratio_libertem"), ".3f"),
             _num(r.get("ratio_roofline"), ".3f"),
+            _num(r.get("ratio_decode_roofline"), ".3f"),
+            _num(r.get("compression_ratio"), ".3f"),
             _num(r.get("vs_base"), ".3f"),
         )
         for r in records
     ]
-    out = [_table(_COLUMNS, rows, right=range(4, 12)), _LEGEND]
+    out = [_table(_COLUMNS, rows, right=range(4, len(_COLUMNS))), _LEGEND]
     if series:
         peer_rows = [
             (

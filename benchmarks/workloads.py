@@ -109,6 +109,11 @@ class Workload:
         NumPy itself (every run is checked against it).
     source
         Where every tool reads the data: a key of :data:`benchmarks.data.SOURCES`.
+        Throughput workloads with ``roofline`` that read a compressed copy are also
+        compared with the decode roofline (see :mod:`benchmarks.decode`).
+    data
+        The kind of data, of :data:`benchmarks.data.KINDS`: ``uniform`` random
+        values or detector ``counts``.
     libertem_udf
         The UDF the LiberTEM peer runs (a name of ``peer_libertem.UDFS``); None for no
         LiberTEM run.
@@ -140,6 +145,7 @@ class Workload:
     run_dask: Callable[[dask.array.Array], dask.array.Array] | None = None
     expected: Callable[[np.ndarray], np.ndarray] | None = None
     source: str = "memory"
+    data: str = "uniform"
     libertem_udf: str | None = None
     roi_fraction: float | None = None
     base: str | None = None
@@ -156,7 +162,7 @@ class Workload:
 
     def setup(self, cache: DataCache, quick: bool = False) -> np.ndarray:
         """The input data of the full or the ``--quick`` run, in memory."""
-        return cache.load(self.shape_for(quick), self.dtype)
+        return cache.load(self.shape_for(quick), self.dtype, self.data)
 
 
 # the dataflow side -----------------------------------------------------------------------
@@ -230,8 +236,9 @@ def _sum_nav(data: Any) -> np.ndarray:
     return data[...].sum(axis=(0, 1))
 
 
-def _sum_nav_f32(data: np.ndarray) -> np.ndarray:
-    return data.sum(axis=(0, 1), dtype=np.float32)
+def _sum_nav_f32(data: Any) -> np.ndarray:
+    """As :func:`_sum_nav`, accumulating in float32 (for integer data)."""
+    return data[...].sum(axis=(0, 1), dtype=np.float32)
 
 
 def _sum_nav_exact(data: np.ndarray) -> np.ndarray:
@@ -321,6 +328,10 @@ _FULL = (64, 64, 256, 256)  # float32: 1 GiB
 _QUICK = (16, 16, 64, 64)
 
 
+#: counts data of 1 GiB: uint16 and uint8
+_COUNTS_FULL = {"uint16": (128, 64, 256, 256), "uint8": (128, 128, 256, 256)}
+
+
 def _from_disk(source: str, what: str) -> Workload:
     return Workload(
         name=f"sum-{source}",
@@ -336,6 +347,37 @@ def _from_disk(source: str, what: str) -> Workload:
         base="sum",
         roofline=True,
     )
+
+
+def _counts(dtype: str, source: str = "memory", what: str = "in memory") -> Workload:
+    """SumUDF on 1 GiB of counting-detector data of ``dtype``, read from ``source``."""
+    base = f"sum-counts-{dtype}"
+    return Workload(
+        name=base if source == "memory" else f"{base}-{source}",
+        description=f"SumUDF, 1 GiB of {dtype} detector counts, {what}",
+        unit=GIB_PER_S,
+        shape=_COUNTS_FULL[dtype],
+        quick_shape=_QUICK,
+        run_dataflow=_sum,
+        run_reference=_sum_nav_f32,
+        run_dask=_dask_sum_nav_f32,
+        expected=_sum_nav_exact,
+        source=source,
+        data="counts",
+        libertem_udf="sum",
+        base=None if source == "memory" else base,
+        roofline=True,
+        dtype=dtype,
+    )
+
+
+def _counts_family(dtype: str) -> list[Workload]:
+    return [
+        _counts(dtype),
+        _counts(dtype, "zarr-zstd", "zarr 3, zstd"),
+        _counts(dtype, "zarr-blosc-lz4", "zarr 3, blosc lz4 + bitshuffle"),
+        _counts(dtype, "hdf5-gzip", "HDF5, gzip level 1"),
+    ]
 
 
 WORKLOADS: list[Workload] = [
@@ -443,6 +485,14 @@ WORKLOADS: list[Workload] = [
     _from_disk("raw", "a raw file"),
     _from_disk("zarr", "an uncompressed zarr 3 store"),
     _from_disk("zarr-zstd", "a zarr 3 store, default compressor (zstd)"),
+    _from_disk("zarr-blosc-lz4", "a zarr 3 store, blosc lz4 + bitshuffle"),
+    _from_disk("zarr-blosc-zstd", "a zarr 3 store, blosc zstd + byte shuffle"),
+    _from_disk("zarr-gzip", "a zarr 3 store, gzip level 1"),
+    _from_disk("zarr2-zstd", "a zarr 2 store, numcodecs Zstd"),
+    _from_disk("zarr-sharded", "a zarr 3 store, shards of 8 rows, zstd"),
+    _from_disk("hdf5-gzip", "an HDF5 file, gzip level 1"),
+    *_counts_family("uint16"),
+    *_counts_family("uint8"),
     Workload(
         name="sum-roi",
         description="SumUDF with a random 10% ROI, same data: time, and as a fraction of 'sum'",

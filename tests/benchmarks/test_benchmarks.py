@@ -50,7 +50,7 @@ def test_quick_run_writes_a_record_per_workload_with_the_peers(tmp_path, capsys)
     assert {"cpu_count", "python", "numpy", "dask", "zarr", "load_average"} <= set(
         report["machine"]
     )
-    assert report["settings"]["peers"] == ["numpy", "dask", "roofline"]
+    assert report["settings"]["peers"] == ["numpy", "dask", "roofline", "decode_roofline"]
     records = report["records"]
     assert [(r["workload"], r["executor"]) for r in records] == [(w, "inline") for w in KINDS]
     by_name = {r["workload"]: r for r in records}
@@ -65,6 +65,14 @@ def test_quick_run_writes_a_record_per_workload_with_the_peers(tmp_path, capsys)
     assert by_name["sum"]["ratio_roofline"] > 0
     assert by_name["sum"]["roofline_executor"] in ("1 thread", "2 threads")
     assert by_name["tiny-sum"]["ratio_roofline"] is None
+    # the decode roofline and the compression ratio: for compressed copies only
+    zstd = by_name["sum-zarr-zstd"]
+    assert zstd["ratio_decode_roofline"] > 0
+    shape = (16, 16, 64, 64)  # the quick shape, float32: decoded bytes over stored bytes
+    assert zstd["compression_ratio"] == pytest.approx(4 * np.prod(shape) / zstd["stored_bytes"])
+    assert 1 < zstd["compression_ratio"] < 2  # uniform random floats barely compress
+    assert by_name["sum"]["ratio_decode_roofline"] is None
+    assert by_name["sum"]["compression_ratio"] is None
     # vs base: the file read against the in-memory run, the ROI run against the full one
     assert by_name["sum"]["vs_base"] is None
     assert by_name["sum-zarr-zstd"]["base"] == by_name["sum-roi"]["base"] == "sum"
