@@ -116,17 +116,22 @@ _PROCESS_EXECUTORS = ("dask", "processes")
 
 
 def _scheduler_forgets(ctx: Context, timeout: float = 30.0) -> None:
-    """Wait until a dask.distributed scheduler holds no task of the last run.
+    """Wait until a dask.distributed scheduler has finished with the last run.
 
-    The client releases a run's keys after gathering its result, but the scheduler
-    forgets them a moment later: a repetition submitted at once would get the
-    previous one's results (same keys) instead of computing them.
+    The client releases a run's keys after gathering its result, and the scheduler
+    forgets them a moment later; the next repetition starts once no task is left
+    to run or to forget. In-memory datasets stay on the workers between runs (their
+    blocks are held in memory, and tasks they were made from stay released).
     """
     client = getattr(ctx.executor, "client", None)
     if client is None:
         return
+
+    def busy(dask_scheduler: Any) -> int:
+        return sum(t.state not in ("memory", "released") for t in dask_scheduler.tasks.values())
+
     deadline = time.monotonic() + timeout
-    while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+    while client.run_on_scheduler(busy):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the dask scheduler still holds tasks after {timeout} s")
         time.sleep(0.01)
