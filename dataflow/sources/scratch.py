@@ -31,7 +31,7 @@ class ScratchPool:
     >>> with pool.borrow((4, 4), np.dtype("uint16")) as a:
     ...     a.shape
     (4, 4)
-    >>> with pool.borrow((16,), np.dtype("uint8")) as b:  # the same 32 bytes again
+    >>> with pool.borrow((32,), np.dtype("uint8")) as b:  # the same 32 bytes again
     ...     b.ctypes.data == a.ctypes.data
     True
     """
