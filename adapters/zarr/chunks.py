@@ -291,16 +291,24 @@ class _ChunkFiles:
         """
         if self.shards is None:
             relative = chunk_key(self.metadata, index)
-            return repr(_join(self.ds_path, relative)), self._file(relative)
+            found = self._file(relative)
+            return repr(_join(self.ds_path, relative)), None if found is None else found[0]
         per_shard = tuple(s // c for s, c in zip(self.shards, self.chunks, strict=True))
         shard = tuple(i // p for i, p in zip(index, per_shard, strict=True))
         inner = tuple(i % p for i, p in zip(index, per_shard, strict=True))
         relative = chunk_key(self.metadata, shard)
         key = f"{_join(self.ds_path, relative)!r} (inner chunk {inner} of the shard)"
-        stored = self._file(relative)
-        if stored is None:
+        found = self._file(relative)
+        if found is None:
             return key, None
-        offset, nbytes = self._index(stored, per_shard, key)[np.ravel_multi_index(inner, per_shard)]
+        stored, ident = found
+        table = _SHARD_INDEXES.get(ident)
+        if table is None:  # parsed and checked once per shard, not once per inner chunk
+            table = self._index(stored, per_shard, key)
+            if len(_SHARD_INDEXES) >= 256:
+                _SHARD_INDEXES.clear()
+            _SHARD_INDEXES[ident] = table
+        offset, nbytes = table[np.ravel_multi_index(inner, per_shard)]
         if offset == nbytes == 2**64 - 1:  # not written: the fill value
             return key, None
         if offset > len(stored) or nbytes > len(stored) - offset:
@@ -330,19 +338,26 @@ class _ChunkFiles:
                     "checksum of the shard's index does not match)"
                 )
             raw = raw[:-4]
-        return raw.view("<u8").reshape(n, 2)
+        return raw.view("<u8").reshape(n, 2).copy()  # a copy: the shard's map may close
 
-    def _file(self, relative: str) -> np.ndarray | None:
-        """All bytes of the file of store key ``relative``, mapped; None if it is missing."""
+    def _file(self, relative: str) -> tuple[np.ndarray, tuple[str, int, int]] | None:
+        """All bytes of the file of store key ``relative``, mapped, with its (path, size,
+        modification time); None if it is missing."""
         path = os.path.join(self.directory, *relative.split("/"))
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             return None
+        ident = (path, stat.st_size, stat.st_mtime_ns)
         if stat.st_size == 0:
-            return np.empty(0, np.uint8)
+            return np.empty(0, np.uint8), ident
         whole = FILE_MAPS.get(path, stat)
-        return map_bytes(path, 0, stat.st_size) if whole is None else whole
+        return (map_bytes(path, 0, stat.st_size) if whole is None else whole), ident
+
+
+#: parsed shard indexes by (path, size, modification time): a partition reads many
+#: inner chunks of one shard
+_SHARD_INDEXES: dict[tuple[str, int, int], np.ndarray] = {}
 
 
 def _crc32c(data: np.ndarray) -> int | None:

@@ -104,7 +104,7 @@ def _send_once(client: Client, array: da.Array) -> da.Array:
     tasks: a dask array of NumPy, zero padding) are persisted.
     """
     graph = dict(array.__dask_graph__())
-    keys = list(_flat_keys(array.__dask_keys__()))
+    keys = [(array.name, *index) for index in np.ndindex(*array.numblocks)]
     if not all(isinstance(graph.get(k), np.ndarray) for k in keys):
         persisted: da.Array = client.persist(array)
         return persisted
@@ -112,15 +112,6 @@ def _send_once(client: Client, array: da.Array) -> da.Array:
     futures = client.scatter([graph[k] for k in keys], hash=False)
     blocks = {k[1:]: f for k, f in zip(keys, futures, strict=True)}
     return array_from_blocks(array.name, blocks, array.chunks, array.dtype)
-
-
-def _flat_keys(keys: Any) -> Iterator[Any]:
-    """The keys of a nested list of dask keys (``Array.__dask_keys__()``)."""
-    if isinstance(keys, list):
-        for k in keys:
-            yield from _flat_keys(k)
-    else:
-        yield keys
 
 
 class DaskJobExecutor(JobExecutor):

@@ -116,11 +116,17 @@ class FrameReader(ABC):
         """
         out = np.empty if mask is None else np.zeros
         frames = out((b - a, *self.layout.sig_shape), dtype=self.dtype)
-        if mask is None:
-            self.read_frames(handle, a, b, frames)
-        else:
-            self.read_selected(handle, a, b, mask, frames)
+        self._read_stored(handle, a, b, mask, frames)
         yield 0, frames
+
+    def _read_stored(
+        self, handle: Any, a: int, b: int, mask: np.ndarray | None, out: np.ndarray
+    ) -> None:
+        """Stored frames ``a:b`` into ``out``: all of them, or those where ``mask`` is True."""
+        if mask is None:
+            self.read_frames(handle, a, b, out)
+        else:
+            self.read_selected(handle, a, b, mask, out)
 
     def pieces(
         self, start: int, stop: int, mask: np.ndarray | None = None
@@ -175,10 +181,7 @@ class FrameReader(ABC):
         selected = None if mask is None else mask[pre : pre + b - a]
         if b > a and (selected is None or selected.any()):
             with self.opened() as handle:
-                if selected is None:
-                    self.read_frames(handle, a, b, inner)
-                else:
-                    self.read_selected(handle, a, b, selected, inner)
+                self._read_stored(handle, a, b, selected, inner)
         return out
 
     def __dask_tokenize__(self) -> Any:
