@@ -113,6 +113,24 @@ def strict_store(store: Any, name: str) -> Any:
 
 
 @functools.cache
+def _wrapper_base() -> type:
+    """``zarr.storage.WrapperStore`` with ``with_read_only`` that keeps the wrapper.
+
+    ``zarr.open(mode="r")`` asks a store that is not read-only for a read-only copy
+    with ``with_read_only``; zarr 3.1.0's ``WrapperStore`` raises NotImplementedError
+    there (later versions forward it). Re-wrapping the inner store's read-only copy
+    with ``_with_store`` (private, see :func:`_strict_store_class`) works on both.
+    """
+    from zarr.storage import WrapperStore
+
+    class ReadOnlyWrapper(WrapperStore):  # type: ignore[type-arg]
+        def with_read_only(self, read_only: bool = False) -> Any:
+            return self._with_store(self._store.with_read_only(read_only))
+
+    return ReadOnlyWrapper
+
+
+@functools.cache
 def _strict_store_class() -> type:
     """A ``zarr.storage.WrapperStore`` that raises :class:`ZarrReadError` for missing chunks.
 
@@ -122,9 +140,7 @@ def _strict_store_class() -> type:
     it, ``(key, prototype, byte_range)`` positionally. No public alternative: zarr 3.1
     has no setting that makes a missing chunk an error.
     """
-    from zarr.storage import WrapperStore
-
-    class StrictStore(WrapperStore):  # type: ignore[type-arg]
+    class StrictStore(_wrapper_base()):  # type: ignore[misc]
         def __init__(self, store: Any, name: str) -> None:
             super().__init__(store)
             self.name = name
@@ -152,7 +168,8 @@ def read_concurrently(arr: Any, jobs: list[tuple[tuple[slice, ...], np.ndarray]]
     event loop together: ``AsyncArray._get_selection`` with a ``BasicIndexer``
     (``zarr.core.indexing``), run by ``zarr.core.sync.sync``, none of them public.
     The public ``Array.async_array.getitem`` batches too, but returns new arrays (a
-    copy of every region more).
+    copy of every region more). ``Array.async_array`` is public from zarr 3.1.1; 3.1.0
+    holds the same object as ``Array._async_array``.
     """
     import asyncio
 
@@ -160,7 +177,7 @@ def read_concurrently(arr: Any, jobs: list[tuple[tuple[slice, ...], np.ndarray]]
     from zarr.core.indexing import BasicIndexer
     from zarr.core.sync import sync
 
-    aarr = arr.async_array
+    aarr = getattr(arr, "async_array", None) or arr._async_array
     prototype = default_buffer_prototype()
 
     async def read_all() -> list[Any]:
@@ -194,9 +211,7 @@ def _bounded_store_class() -> type:
     """
     import asyncio
 
-    from zarr.storage import WrapperStore
-
-    class BoundedStore(WrapperStore):  # type: ignore[type-arg]
+    class BoundedStore(_wrapper_base()):  # type: ignore[misc]
         def __init__(self, store: Any, limit: int, slots: Any = None) -> None:
             super().__init__(store)
             self.limit = limit

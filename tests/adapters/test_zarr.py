@@ -943,9 +943,9 @@ def test_shard_index_out_of_bounds(ctx, zarr, tmp_path):
     index = np.frombuffer(bytes(raw[:32]), "<u8").copy().reshape(2, 2)
     index[1, 0] = len(raw)  # the second inner chunk starts at the shard's end
     raw[:32] = index.tobytes()
-    import google_crc32c
+    from numcodecs import CRC32C  # zarr's checksum codec: the index followed by its CRC32C
 
-    raw[32:36] = google_crc32c.value(bytes(raw[:32])).to_bytes(4, "little")
+    raw[32:36] = bytes(CRC32C().encode(bytes(raw[:32]))[-4:])
     shard.write_bytes(bytes(raw))
     ds = ctx.load("zarr", path=path, num_partitions=3)
     with pytest.raises(
