@@ -140,6 +140,7 @@ def _strict_store_class() -> type:
     it, ``(key, prototype, byte_range)`` positionally. No public alternative: zarr 3.1
     has no setting that makes a missing chunk an error.
     """
+
     class StrictStore(_wrapper_base()):  # type: ignore[misc]
         def __init__(self, store: Any, name: str) -> None:
             super().__init__(store)
