@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small shapes: the whole run takes under a minute"
+        "--quick", action="store_true", help="small shapes: the whole run takes about two minutes"
     )
     parser.add_argument(
         "--repeat",
@@ -176,7 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "repeat": args.repeat,
                 "cpus": args.cpus,
                 "executors": list(args.executors),
-                "peers": ["numpy", "dask", "roofline", "decode_roofline", *args.peer],
+                "peers": [
+                    "numpy",
+                    "dask",
+                    "distributed",
+                    "roofline",
+                    "decode_roofline",
+                    *args.peer,
+                ],
                 "data_dir": str(args.data_dir),
             },
             "peer": results.peer,

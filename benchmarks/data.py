@@ -149,6 +149,22 @@ def _save(path: Path, arr: np.ndarray) -> None:
         np.save(f, arr)
 
 
+def _save_uniform_floats(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Write :func:`_generate`'s float array straight into a ``.npy`` file, a scan row at a time.
+
+    One generator draws the rows in order: a float draw takes the same values from the
+    generator's stream whether it is made at once or in parts, so the file holds the
+    array :func:`_generate` returns, without ever holding it in memory (4 GiB for the
+    cluster workloads).
+    """
+    rng = np.random.default_rng(SEED)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    for i in range(shape[0]):
+        out[i] = rng.random(shape[1:], dtype=dtype)
+    out.flush()
+    del out
+
+
 def _save_counts(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """Write the counts array straight into a ``.npy`` file, a scan row at a time."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
@@ -209,6 +225,8 @@ class DataCache:
             self.root.mkdir(parents=True, exist_ok=True)
             if kind == "counts":
                 _atomic(path, lambda tmp: _save_counts(tmp, tuple(shape), np.dtype(dtype)))
+            elif np.dtype(dtype).kind == "f" and len(shape) > 1:
+                _atomic(path, lambda tmp: _save_uniform_floats(tmp, tuple(shape), np.dtype(dtype)))
             else:
                 data = _generate(tuple(shape), np.dtype(dtype))
                 _atomic(path, lambda tmp: _save(tmp, data))
@@ -222,6 +240,26 @@ class DataCache:
             data.flags.writeable = False
             self._loaded[key] = data
         return self._loaded[key]
+
+    def open(self, shape: tuple[int, ...], dtype: Any, kind: str = "uniform") -> np.ndarray:
+        """The array as a read-only memory map of its ``.npy`` file (for arrays too large to
+        hold in memory beside their copies' page cache)."""
+        return np.load(self.npy(shape, dtype, kind), mmap_mode="r")
+
+    def pending(
+        self,
+        source: Source,
+        shape: tuple[int, ...],
+        dtype: Any,
+        kind: str = "uniform",
+    ) -> list[Path]:
+        """The files :meth:`path` would write for ``source``: the ``.npy`` file and the copy,
+        those of them that do not exist yet."""
+        npy = self.root / f"{self.stem(shape, dtype, kind)}.npy"
+        files = [npy]
+        if source.suffix is not None:
+            files.append(self.root / f"{self.stem(shape, dtype, kind)}{source.suffix}")
+        return [p for p in files if not p.exists()]
 
     def release(self, keep: Iterable[tuple[tuple[int, ...], Any, str]] = ()) -> None:
         """Forget the arrays held in memory, except the ``(shape, dtype, kind)`` in ``keep``."""

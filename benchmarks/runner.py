@@ -7,16 +7,21 @@ executor (one Context per executor for the whole run); plain dask.array on the
 threaded scheduler; for memory-bound workloads the roofline, a NumPy streaming read
 of the same array on 1 and on ``cpus`` threads, and, when they read a compressed copy,
 the decode roofline, numcodecs decoding the copy's chunk bytes from memory on 1 and on
-``cpus`` threads (see :mod:`benchmarks.decode`); and LiberTEM, whose series all run
-first, in one subprocess in LiberTEM's own environment (see :mod:`benchmarks.peer`).
+``cpus`` threads (see :mod:`benchmarks.decode`); for workloads with a
+``distributed_block``, on executors with a ``dask.distributed`` client, a plain graph
+of the same shape as dataflow's run on that client (see :mod:`benchmarks.taskgraph`);
+and LiberTEM, whose series all run first, in one subprocess in LiberTEM's own
+environment (see :mod:`benchmarks.peer`).
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,7 +37,9 @@ import numpy as np
 import dataflow
 from benchmarks.data import SOURCES, DataCache, dask_chunks, stored_nbytes
 from benchmarks.decode import DecodePool, first_mismatch
+from benchmarks.taskgraph import PlainGraph, dataflow_graph_shape
 from dataflow import Context
+from dataflow.udf.sum import SumUDF
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -53,7 +60,7 @@ __all__ = [
 ]
 
 #: the peers, by the ``tool`` of their series
-PEERS = ("numpy", "dask", "libertem", "roofline", "decode_roofline")
+PEERS = ("numpy", "dask", "distributed", "libertem", "roofline", "decode_roofline")
 #: peers that are limits of the machine, not tools: no ``vs base``
 _LIMITS = ("roofline", "decode_roofline")
 
@@ -109,6 +116,9 @@ def _time(
             settle()
     return times
 
+
+#: free disk space kept beyond the data files a run writes (as for the 8 GiB store)
+DISK_MARGIN = 2**30
 
 #: executors that run in processes of their own: closed after each workload, so that
 #: their idle processes never share the cores with other series
@@ -248,16 +258,39 @@ class _Run:
 
     # data and the LiberTEM peer ---------------------------------------------------------------
 
-    def prepare(self, workloads: Sequence[Workload]) -> None:
-        """Write every data file the workloads read (not timed)."""
+    def prepare(self, workloads: Sequence[Workload]) -> list[Workload]:
+        """Write every data file the workloads read (not timed); the workloads that can run.
+
+        Files are written once. A workload whose missing files would leave less than
+        :data:`DISK_MARGIN` of free disk space (each file counted at the array's size,
+        an upper bound for the compressed copies) is skipped.
+        """
         s = self.settings
+        ready = []
         for w in workloads:
             if w.custom is not None:
+                ready.append(w)
                 continue
             shape = w.shape_for(s.quick)
-            s.cache.path(SOURCES[w.source], shape, w.dtype, w.sig_dims, w.data)
+            source = SOURCES[w.source]
+            pending = s.cache.pending(source, shape, w.dtype, w.data)
+            if pending:
+                s.cache.root.mkdir(parents=True, exist_ok=True)
+                need = len(pending) * math.prod(shape) * np.dtype(w.dtype).itemsize + DISK_MARGIN
+                free = shutil.disk_usage(s.cache.root).free
+                if free < need:
+                    s.skip(
+                        w.name,
+                        f"{free / 2**30:.1f} GiB free in {str(s.cache.root)!r}; its data "
+                        f"({', '.join(p.name for p in pending)}) needs {need / 2**30:.1f} GiB",
+                    )
+                    continue
+                s.log(f"{w.name}: writing {', '.join(p.name for p in pending)} (once)")
+            s.cache.path(source, shape, w.dtype, w.sig_dims, w.data)
             if w.roi_fraction is not None:
                 s.cache.roi(shape[: -w.sig_dims], w.roi_fraction)
+            ready.append(w)
+        return ready
 
     def run_libertem(self, workloads: Sequence[Workload]) -> None:
         """Run every LiberTEM series of the run in one peer process."""
@@ -358,7 +391,11 @@ class _Run:
 
         # dataflow, on each executor
         dataflow_runs = []
+        worker_threads: dict[str, list[int]] = {}
         for name in s.executors:
+            if w.executors is not None and name not in w.executors:
+                s.skip(w.name, f"executor {name!r}: runs only on {', '.join(w.executors)}")
+                continue
             ctx = self.context(name)
             dataset = source.open_dataflow(ctx, path, data, w.sig_dims)
             run = functools.partial(w.run_dataflow, ctx, dataset)
@@ -368,6 +405,14 @@ class _Run:
             times = _time(run, repeat, settle)
             log(f"{w.name}: dataflow on {name!r}, median {statistics.median(times):.4g} s")
             dataflow_runs.append((name, dataset.get_num_partitions(), times))
+            client = getattr(ctx.executor, "client", None)
+            if client is not None:  # the cluster's workers, and their threads each
+                worker_threads[name] = sorted(client.nthreads().values())
+            # plain dask.distributed, on the same client, a graph of the same shape
+            if w.distributed_block is not None and client is not None:
+                series.append(
+                    self._plain_distributed(w, ctx, client, name, dataset, data, expected)
+                )
             if name in _PROCESS_EXECUTORS:
                 del dataset
                 self.contexts.pop(name).close()
@@ -422,9 +467,80 @@ class _Run:
             self._record(w, data, name, partitions, times, series)
             for name, partitions, times in dataflow_runs
         ]
+        # every executor against dataflow's own threads executor, in the same run
+        on_threads = next((x for x in records if x["executor"] == "threads"), None)
+        for rec in records:
+            rec["vs_threads"] = (
+                None
+                if on_threads is None or rec is on_threads
+                else rec["median"] / on_threads["median"]
+            )
+            rec["worker_threads"] = worker_threads.get(rec["executor"])
         self.results.series.extend(series)
         self.results.records.extend(records)
         return records
+
+    def _plain_distributed(
+        self,
+        w: Workload,
+        ctx: Context,
+        client: Any,
+        executor: str,
+        dataset: Any,
+        data: np.ndarray,
+        expected: np.ndarray,
+    ) -> dict[str, Any]:
+        """The plain dask.distributed series on ``client``, the dask.distributed client of
+        ``ctx``'s executor: dataflow's graph of this run, rebuilt by hand.
+
+        The graph is counted from a compiled (not run) ``SumUDF`` run of ``dataset``;
+        its blocks are scattered to the workers once, untimed, as dataflow's in-memory
+        blocks are; each timed call builds the graph under fresh names and computes it
+        with ``client.get``, as dataflow's ``dask`` executor does.
+
+        A graph the plain one cannot mirror (see
+        :func:`benchmarks.taskgraph.dataflow_graph_shape`) is noted as the series' error.
+
+        Raises
+        ------
+        BenchmarkCheckError
+            If the plain graph computes a wrong result.
+        """
+        assert w.distributed_block is not None
+        s = self.settings
+        label = f"client of {executor!r} ({len(client.nthreads())} workers)"
+        try:
+            shape = dataflow_graph_shape(ctx, dataset, SumUDF())
+        except ValueError as exc:
+            s.log(f"{w.name}: no plain distributed graph: {exc}")
+            record = self._series(w, data, "distributed", label, [], error=str(exc))
+            record["against"] = executor
+            return record
+        frames = data.reshape(-1, *data.shape[-w.sig_dims :])
+        blocks = client.scatter([frames[a:b] for a, b in shape.partitions], hash=False)
+        plain = PlainGraph(shape, blocks, w.distributed_block)
+
+        def run() -> np.ndarray:
+            dsk, final = plain.graph()
+            return np.asarray(client.get(dsk, final, sync=True))
+
+        check(run(), expected, what=f"{w.name} on plain distributed, {label}", rtol=w.rtol)
+        settle = functools.partial(_scheduler_forgets, ctx)
+        settle()
+        times = _time(run, s.repeat, settle)
+        s.log(
+            f"{w.name}: plain distributed graph of {shape.tasks} tasks ({shape.keys} keys), "
+            f"median {statistics.median(times):.4g} s"
+        )
+        record = self._series(w, data, "distributed", label, times)
+        record.update(
+            against=executor,
+            tasks=shape.tasks,
+            keys=shape.keys,
+            partitions=len(shape.partitions),
+            merge_nodes=shape.merge_nodes,
+        )
+        return record
 
     def _decode_roofline(self, w: Workload, data: np.ndarray, path: Path) -> list[dict[str, Any]]:
         """The decode roofline's series, on 1 and on ``cpus`` threads; measured once per copy.
@@ -494,7 +610,13 @@ class _Run:
         record["base"] = w.base
         record["vs_base"] = self._vs_base(w, "dataflow", executor, record["median_s"])
         for tool in PEERS:
-            ok = [x for x in series if x["tool"] == tool and "error" not in x]
+            # a series run against one executor (the plain distributed graph, on its
+            # client) counts for that executor only
+            ok = [
+                x
+                for x in series
+                if x["tool"] == tool and "error" not in x and x.get("against", executor) == executor
+            ]
             if not ok:
                 record[f"ratio_{tool}"] = None
                 continue
@@ -504,8 +626,10 @@ class _Run:
                     best = x
             record[f"{tool}_executor"] = best["executor"]
             record.update({f"{tool}_{k}": v for k, v in best.items() if k in _SUMMARY_KEYS})
+            if tool == "distributed":
+                record.update({f"{tool}_{k}": best[k] for k in _GRAPH_KEYS})
             record[f"ratio_{tool}"] = record["median"] / best["median"]
-        errors = [x for x in series if "error" in x]
+        errors = [x for x in series if "error" in x and x.get("against", executor) == executor]
         if errors:
             record["peer_errors"] = {f"{x['tool']} {x['executor']}": x["error"] for x in errors}
         # the first version of the suite called the ratio to NumPy "ratio"
@@ -514,6 +638,8 @@ class _Run:
 
 
 _SUMMARY_KEYS = ("median", "best", "median_s", "min_s", "times_s")
+#: the plain distributed series' count of dataflow's graph
+_GRAPH_KEYS = ("tasks", "keys", "partitions", "merge_nodes")
 
 
 def run_workload(
@@ -544,8 +670,7 @@ def run_workload(
     )
     run = _Run(settings)
     try:
-        run.prepare([w])
-        return run.workload(w)
+        return [r for x in run.prepare([w]) for r in run.workload(x)]
     finally:
         run.close()
 
@@ -562,7 +687,7 @@ def run_benchmarks(workloads: Sequence[Workload], settings: Settings) -> Results
     """
     run = _Run(settings)
     try:
-        run.prepare(workloads)
+        workloads = run.prepare(workloads)
         run.run_libertem(workloads)
         for i, w in enumerate(workloads):
             run.workload(w)
@@ -652,21 +777,27 @@ _COLUMNS = (
     "numpy",
     "/numpy",
     "/dask",
+    "/distributed",
     "/libertem",
     "/roofline",
     "/decode",
     "decoded/stored",
     "vs base",
+    "vs threads",
 )
 
 _LEGEND = """\
 /X: dataflow's median / X's median, in the unit: above 1 is better for GiB/s, below 1 for
-times (X = NumPy on 1 thread; dask.array on the threaded scheduler; LiberTEM's best
-executor; the roofline, NumPy streaming the same bytes, best of 1 and N threads; decode,
-numcodecs decoding the copy's chunk bytes from memory, best of 1 and N threads).
+times (X = NumPy on 1 thread; dask.array on the threaded scheduler; distributed, a plain
+graph of dataflow's shape on the same dask.distributed client, dask executor only, target
+<= 1.2; LiberTEM's best executor; the roofline, NumPy streaming the same bytes, best of 1
+and N threads; decode, numcodecs decoding the copy's chunk bytes from memory, best of 1
+and N threads).
 decoded/stored: the compression ratio, array bytes / bytes of the copy on disk.
 vs base: the same tool's run of the base workload (disk reads: GiB/s / in-memory GiB/s;
-sum-roi: time / full time; memory: peak RSS at 8 GiB / at 1 GiB)."""
+sum-roi*: time / full time, target <= 0.15; memory: peak RSS at 8 GiB / at 1 GiB).
+vs threads: this executor's median / dataflow's threads executor's, same workload and
+run (the 4g workloads' target for dask: >= 0.8)."""
 
 
 def format_table(records: Sequence[dict[str, Any]], series: Sequence[dict[str, Any]] = ()) -> str:
@@ -682,11 +813,13 @@ def format_table(records: Sequence[dict[str, Any]], series: Sequence[dict[str, A
             _num(r.get("numpy_median")),
             _num(r.get("ratio_numpy"), ".3f"),
             _num(r.get("ratio_dask"), ".3f"),
+            _num(r.get("ratio_distributed"), ".3f"),
             _num(r.get("ratio_libertem"), ".3f"),
             _num(r.get("ratio_roofline"), ".3f"),
             _num(r.get("ratio_decode_roofline"), ".3f"),
             _num(r.get("compression_ratio"), ".3f"),
             _num(r.get("vs_base"), ".3f"),
+            _num(r.get("vs_threads"), ".3f"),
         )
         for r in records
     ]

@@ -127,6 +127,20 @@ class Workload:
         Run only when named (``--only``) or with ``--big``.
     custom
         ``custom(settings, workload)``: a runner of its own, returning records.
+    executors
+        Run dataflow only on these executors (of those the run has); None for all.
+    in_memory
+        Load the data into memory for the run (the in-memory source and the roofline
+        need it). False gives every tool a read-only memory map of the ``.npy`` file
+        instead, for data too large to hold in memory beside the page cache of its
+        copies (the 4 GiB cluster workloads).
+    distributed_block
+        ``distributed_block(frames)``: what each partition task of the plain
+        dask.distributed peer computes from its block of frames (the scan flattened);
+        the peer's merge tree adds the results (see :mod:`benchmarks.taskgraph`). The
+        graph mirrored is that of a ``SumUDF`` run (a merge tree) of the dataset. It
+        runs on dataflow executors that have a ``dask.distributed`` client, on the
+        in-memory source; None for no such peer.
     sig_dims
         Number of signal dimensions of ``shape``.
     dtype
@@ -152,6 +166,9 @@ class Workload:
     roofline: bool = False
     opt_in: bool = False
     custom: Callable[[Settings, Workload], list[dict[str, Any]]] | None = None
+    executors: tuple[str, ...] | None = None
+    in_memory: bool = True
+    distributed_block: Callable[[np.ndarray], np.ndarray] | None = None
     sig_dims: int = 2
     dtype: str = "float32"
     rtol: float = 1e-5
@@ -161,7 +178,10 @@ class Workload:
         return self.quick_shape if quick else self.shape
 
     def setup(self, cache: DataCache, quick: bool = False) -> np.ndarray:
-        """The input data of the full or the ``--quick`` run, in memory."""
+        """The input data of the full or the ``--quick`` run: in memory, or (without
+        ``in_memory``) a read-only memory map of its ``.npy`` file."""
+        if not self.in_memory:
+            return cache.open(self.shape_for(quick), self.dtype, self.data)
         return cache.load(self.shape_for(quick), self.dtype, self.data)
 
 
@@ -241,6 +261,19 @@ def _sum_nav_f32(data: Any) -> np.ndarray:
     return data[...].sum(axis=(0, 1), dtype=np.float32)
 
 
+def _sum_nav_by_row(data: Any) -> np.ndarray:
+    """As :func:`_sum_nav`, a scan row at a time: 4 GiB of zarr are never read at once."""
+    out = np.zeros(data.shape[2:], dtype=data.dtype)
+    for i in range(data.shape[0]):
+        out += data[i].sum(axis=0)
+    return out
+
+
+def _sum_frames(frames: np.ndarray) -> np.ndarray:
+    """The sum of a block of frames (the scan flattened): a partition of ``SumUDF``."""
+    return frames.sum(axis=0)
+
+
 def _sum_nav_exact(data: np.ndarray) -> np.ndarray:
     return data.sum(axis=(0, 1), dtype=np.float64)
 
@@ -277,6 +310,14 @@ def _tile_sums(data: np.ndarray) -> np.ndarray:
 def _roi_sum(data: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     roi = random_roi(data.shape[:2], fraction)
     return data.reshape(-1, *data.shape[2:])[roi.ravel()].sum(axis=0)
+
+
+def _roi_sum_rows(data: Any, fraction: float = 0.1) -> np.ndarray:
+    """As :func:`_roi_sum`, for a zarr array, which reads whole chunks (a scan row each):
+    the scan rows that hold any selected frame, read in one call, then the frames."""
+    roi = random_roi(data.shape[:2], fraction)
+    rows = np.flatnonzero(roi.any(axis=1))
+    return data[rows][roi[rows]].sum(axis=0)
 
 
 # the dask.array side -----------------------------------------------------------------------
@@ -331,6 +372,10 @@ _QUICK = (16, 16, 64, 64)
 #: counts data of 1 GiB: uint16 and uint8
 _COUNTS_FULL = {"uint16": (128, 64, 256, 256), "uint8": (128, 128, 256, 256)}
 
+#: the cluster workloads: float32, 4 GiB (16 MiB with --quick), 4 times the 'sum' array
+_FULL_4G = (128, 128, 256, 256)
+_QUICK_4G = (32, 32, 64, 64)
+
 
 def _from_disk(source: str, what: str) -> Workload:
     return Workload(
@@ -346,6 +391,59 @@ def _from_disk(source: str, what: str) -> Workload:
         libertem_udf="sum",
         base="sum",
         roofline=True,
+    )
+
+
+def _cluster(source: str, what: str) -> Workload:
+    """SumUDF over 4 GiB read from ``source``, on the threads and the dask executors only.
+
+    The issue's target: the ``dask`` executor (``--cpus`` single-threaded workers) at
+    0.8 or more of the ``threads`` executor (``--cpus`` threads), the ``vs threads``
+    column. The data stay on disk (memory maps for NumPy and dask); LiberTEM does not
+    run (its three executors would read the 4 GiB 18 times more, doubling the
+    workload's time, for figures that do not bear on dask against threads).
+    """
+    return Workload(
+        name=f"sum-{source}-4g",
+        description=f"SumUDF, 4 GiB float32 from {what}: the dask executor vs threads",
+        unit=GIB_PER_S,
+        shape=_FULL_4G,
+        quick_shape=_QUICK_4G,
+        run_dataflow=_sum,
+        run_reference=_sum_nav_by_row,
+        run_dask=_dask_sum_nav,
+        expected=_sum_nav_exact,
+        source=source,
+        executors=("threads", "dask"),
+        in_memory=False,
+    )
+
+
+def _roi_from_disk(
+    source: str, what: str, reference: Callable[[Any], np.ndarray] = _roi_sum
+) -> Workload:
+    """As ``sum-roi``, reading ``source``; compared with the full read, ``sum-<source>``.
+
+    NumPy's ``reference`` reads the source's ``open_numpy`` object; :func:`_roi_sum`
+    takes only the selected frames of a memory map.
+    """
+    return Workload(
+        name=f"sum-roi-{source}",
+        description=(
+            f"SumUDF with a random 10% ROI, the 'sum' data read from {what}: time, and as "
+            f"a fraction of 'sum-{source}'"
+        ),
+        unit=MS,
+        shape=_FULL,
+        quick_shape=_QUICK,
+        run_dataflow=_run_udf(lambda ds: SumUDF(), _buffer("intensity"), roi_fraction=0.1),
+        run_reference=reference,
+        run_dask=_dask_roi_sum,
+        expected=_roi_sum,
+        source=source,
+        libertem_udf="sum",
+        roi_fraction=0.1,
+        base=f"sum-{source}",
     )
 
 
@@ -472,7 +570,10 @@ WORKLOADS: list[Workload] = [
     ),
     Workload(
         name="tiny-sum",
-        description="latency of one run_udf(SumUDF) on a tiny dataset vs arr.sum(axis=(0, 1))",
+        description=(
+            "latency of one run_udf(SumUDF) on a tiny dataset vs arr.sum(axis=(0, 1)) "
+            "and, on dask, a plain distributed graph of the same tasks"
+        ),
         unit=MS,
         shape=(16, 16, 32, 32),
         quick_shape=(16, 16, 32, 32),
@@ -480,6 +581,7 @@ WORKLOADS: list[Workload] = [
         run_reference=_sum_nav,
         run_dask=_dask_sum_nav,
         libertem_udf="sum",
+        distributed_block=_sum_frames,
     ),
     _from_disk("npy", "a .npy file"),
     _from_disk("raw", "a raw file"),
@@ -506,6 +608,10 @@ WORKLOADS: list[Workload] = [
         roi_fraction=0.1,
         base="sum",
     ),
+    _roi_from_disk("npy", "a .npy file"),
+    _roi_from_disk("zarr", "an uncompressed zarr 3 store", _roi_sum_rows),
+    _cluster("npy", "a .npy file"),
+    _cluster("zarr", "an uncompressed zarr 3 store"),
     Workload(
         name="memory",
         description="peak RSS of SumUDF over an 8 GiB zarr store vs the 1 GiB one (--big)",

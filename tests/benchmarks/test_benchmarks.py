@@ -8,13 +8,16 @@ No test asserts a timing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 
@@ -24,12 +27,15 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from benchmarks import memory, peer_libertem
+from benchmarks import memory, peer_libertem, runner
 from benchmarks.__main__ import main
 from benchmarks.data import SOURCES, DataCache, random_roi
 from benchmarks.peer import LIBERTEM_VERSION, PeerError, ensure_venv, parse_output
 from benchmarks.runner import BenchmarkCheckError, Settings, check, run_workload
+from benchmarks.taskgraph import PlainGraph, dataflow_graph_shape, merge_tree
 from benchmarks.workloads import get_workloads
+from dataflow import Context
+from dataflow.udf.sum import SumUDF
 
 # one workload per kind: in-memory throughput (with the roofline), per-frame time,
 # latency, a file read (with its base, "sum"), and a ROI run (a time against "sum")
@@ -50,7 +56,13 @@ def test_quick_run_writes_a_record_per_workload_with_the_peers(tmp_path, capsys)
     assert {"cpu_count", "python", "numpy", "dask", "zarr", "load_average"} <= set(
         report["machine"]
     )
-    assert report["settings"]["peers"] == ["numpy", "dask", "roofline", "decode_roofline"]
+    assert report["settings"]["peers"] == [
+        "numpy",
+        "dask",
+        "distributed",
+        "roofline",
+        "decode_roofline",
+    ]
     records = report["records"]
     assert [(r["workload"], r["executor"]) for r in records] == [(w, "inline") for w in KINDS]
     by_name = {r["workload"]: r for r in records}
@@ -59,6 +71,9 @@ def test_quick_run_writes_a_record_per_workload_with_the_peers(tmp_path, capsys)
         assert r["ratio"] == r["ratio_numpy"] > 0
         assert r["ratio_dask"] > 0
         assert r["ratio_libertem"] is None  # no --peer libertem
+        assert r["ratio_distributed"] is None  # not on a dask.distributed client
+        assert r["vs_threads"] is None  # no threads executor in the run
+        assert r["worker_threads"] is None
         assert len(r["times_s"]) == len(r["numpy_times_s"]) == len(r["dask_times_s"]) == 1
     assert {r["unit"] for r in records} == {"GiB/s", "µs/frame", "ms"}
     # the roofline: for memory-bound throughputs only
@@ -107,6 +122,211 @@ def test_quick_data_is_cached_once_and_identical_for_every_form(tmp_path):
     roi = random_roi((16, 16), 0.1)
     assert roi.sum() == 26
     assert np.array_equal(np.load(cache.roi((16, 16), 0.1)), roi)
+
+
+def test_uniform_floats_are_written_a_row_at_a_time_with_the_same_values(tmp_path):
+    cache = DataCache(tmp_path)
+    shape = (5, 3, 7, 9)  # odd rows: the generator's draws do not align with them
+    written = np.load(cache.npy(shape, "float32"))
+    assert np.array_equal(written, np.random.default_rng(0).random(shape, dtype=np.float32))
+    mapped = cache.open(shape, "float32")
+    assert isinstance(mapped, np.memmap)
+    assert not mapped.flags.writeable
+    assert np.array_equal(mapped, written)
+
+
+# the workloads added for the issue's targets: 4 GiB on a cluster, a plain distributed
+# graph beside tiny-sum, a ROI read from disk
+
+
+def _frames_sum(data: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
+    frames = data.reshape(-1, *data.shape[2:]).astype(np.float64)
+    return (frames if roi is None else frames[roi.ravel()]).sum(axis=0)
+
+
+@pytest.mark.parametrize("name", ["sum-npy-4g", "sum-zarr-4g", "sum-roi-npy", "sum-roi-zarr"])
+def test_the_new_workloads_compute_numpys_sums_on_their_sources(tmp_path, name):
+    pytest.importorskip("zarr")
+    w = next(x for x in get_workloads([name]) if x.name == name)
+    cache = DataCache(tmp_path)
+    shape = w.shape_for(quick=True)
+    source = SOURCES[w.source]
+    path = cache.path(source, shape, w.dtype, w.sig_dims)
+    data = w.setup(cache, quick=True)
+    truth = np.load(cache.npy(shape, w.dtype))  # read here, not by the workload
+    roi = None if w.roi_fraction is None else random_roi(shape[:2], w.roi_fraction)
+    expected = _frames_sum(truth, roi)
+    if name.endswith("-4g"):
+        assert w.shape == (128, 128, 256, 256)  # float32: 4 GiB
+        assert np.prod(w.shape) * 4 == 4 * 2**30
+        assert shape == (32, 32, 64, 64)
+        assert isinstance(data, np.memmap)  # not loaded: 4 GiB at full size
+        assert w.executors == ("threads", "dask")
+        assert w.libertem_udf is None
+    else:
+        assert w.base == f"sum-{w.source}"
+        assert w.unit.name == "ms"
+        assert roi is not None
+        assert roi.sum() == 26
+    assert np.allclose(w.run_reference(source.open_numpy(path, data)), expected, rtol=1e-5)
+    assert np.allclose(w.expected(data), expected, rtol=1e-5)
+    with Context.make_with("threads", cpus=2) as ctx:
+        dataset = source.open_dataflow(ctx, path, data, w.sig_dims)
+        assert np.allclose(w.run_dataflow(ctx, dataset), expected, rtol=1e-5)
+    chunks = (4, *shape[1:])
+    got = w.run_dask(source.open_dask(path, data, chunks)).compute(scheduler="sync")
+    assert np.allclose(got, expected, rtol=1e-5)
+
+
+def test_roi_reads_from_disk_are_reported_against_their_own_full_reads(tmp_path, capsys):
+    pytest.importorskip("zarr")
+    report = _quick(tmp_path, "--only", "sum-roi-npy", "sum-roi-zarr")
+    records = {r["workload"]: r for r in report["records"]}
+    # the bases are added, in registry order
+    assert list(records) == ["sum-npy", "sum-zarr", "sum-roi-npy", "sum-roi-zarr"]
+    for source in ("npy", "zarr"):
+        roi, full = records[f"sum-roi-{source}"], records[f"sum-{source}"]
+        assert (roi["source"], roi["base"], roi["unit"]) == (source, f"sum-{source}", "ms")
+        # a time ratio, of the medians of the two runs on the same executor
+        assert roi["vs_base"] == pytest.approx(roi["median_s"] / full["median_s"])
+        assert roi["median"] == pytest.approx(roi["median_s"] * 1e3)
+        numpy = {
+            x["workload"]: x for x in report["series"] if x["tool"] == "numpy" and "median_s" in x
+        }
+        assert numpy[f"sum-roi-{source}"]["vs_base"] == pytest.approx(
+            numpy[f"sum-roi-{source}"]["median_s"] / numpy[f"sum-{source}"]["median_s"]
+        )
+    assert "sum-roi-zarr" in capsys.readouterr().out
+
+
+def test_the_plain_graph_mirrors_dataflows_graph_key_for_key():
+    from dask.core import get_dependencies
+
+    from dataflow.graph import build_graph
+    from dataflow.run import plan_run
+
+    data = np.random.default_rng(2).random((20, 4, 8, 8), dtype=np.float32)
+    with Context.make_with("inline") as ctx:
+        dataset = ctx.load("memory", data=data, sig_dims=2, num_partitions=20)
+        shape = dataflow_graph_shape(ctx, dataset, SumUDF())
+        plan = plan_run(dataset, [SumUDF()], executor=ctx.executor)
+        theirs = build_graph(
+            plan, split_every=ctx.split_every, data=ctx.executor.input_array(dataset)
+        ).to_dict()
+    # 20 partitions, split_every 8: one merge level of 8, 8 and 4, then the finishing task
+    assert len(shape.partitions) == 20
+    assert shape.split_every == 8
+    assert shape.merge_nodes == 3
+    assert [[len(g) for g in level] for level in merge_tree(20, 8)] == [[8, 8, 4]]
+    assert shape.tasks == 20 + 3 + 1
+    assert shape.data_keys == 20
+    assert shape.keys == len(theirs) == 1 + 20 + 24  # the spec, the blocks, the tasks
+    frames = data.reshape(-1, 8, 8)
+    plain = PlainGraph(shape, [frames[a:b] for a, b in shape.partitions], lambda f: f.sum(0))
+    mine, final = plain.graph()
+    assert len(mine) == shape.keys
+
+    # the same edges: as many keys with each number of dependencies
+    def degrees(dsk):
+        return sorted(len(get_dependencies(dsk, k)) for k in dsk)
+
+    assert degrees(mine) == degrees(theirs)
+    assert np.allclose(dask.get(mine, final), data.sum(axis=(0, 1), dtype=np.float64))
+    assert plain.graph()[1] != final  # fresh names for every run
+
+
+def test_a_graph_with_more_than_the_tree_is_not_mirrored():
+    from dataflow.udf.sumsigudf import SumSigUDF
+
+    data = np.random.default_rng(2).random((4, 4, 8, 8), dtype=np.float32)
+    with Context.make_with("inline") as ctx:
+        dataset = ctx.load("memory", data=data, sig_dims=2, num_partitions=2)
+        # a nav result: its slices move to the finishing task in a layer of their own
+        with pytest.raises(ValueError, match="the plain graph mirrors only those"):
+            dataflow_graph_shape(ctx, dataset, SumSigUDF())
+
+
+def test_new_data_is_skipped_without_the_disk_space_for_it(tmp_path, monkeypatch):
+    free = type("U", (), {"free": 2**29})()
+    monkeypatch.setattr(runner.shutil, "disk_usage", lambda path: free)
+    report = _quick(tmp_path, "--only", "sum-npy-4g", "--executors", "threads")
+    assert report["records"] == []
+    (skip,) = report["skipped"]
+    assert skip["workload"] == "sum-npy-4g"
+    # quick shape: 16 MiB of .npy, and the margin of 1 GiB
+    assert "0.5 GiB free" in skip["reason"]
+    assert "needs 1.0 GiB" in skip["reason"]
+    assert "float32-32x32x64x64-seed0.npy" in skip["reason"]
+    assert not list((tmp_path / "data").glob("*.npy"))  # nothing was written
+
+
+@pytest.fixture(scope="module")
+def cluster_report(tmp_path_factory) -> tuple[dict, str]:
+    """One quick run of the cluster workloads and tiny-sum on threads and a 2-worker cluster."""
+    pytest.importorskip("distributed")
+    pytest.importorskip("zarr")
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--repeat", "2", "--executors", "inline", "threads", "dask"]
+    argv += ["--json", str(out), "--data-dir", str(tmp_path / "data")]
+    table = io.StringIO()
+    with contextlib.redirect_stdout(table):
+        assert main([*argv, "--only", "tiny-sum", "sum-npy-4g", "sum-zarr-4g"]) == 0
+    return json.loads(out.read_text(encoding="utf-8")), table.getvalue()
+
+
+@pytest.mark.distributed
+def test_cluster_workloads_compare_dask_with_threads(cluster_report):
+    report, table = cluster_report
+    for name in ("sum-npy-4g", "sum-zarr-4g"):
+        records = {r["executor"]: r for r in report["records"] if r["workload"] == name}
+        assert list(records) == ["threads", "dask"]  # inline is not run
+        threads, cluster = records["threads"], records["dask"]
+        assert cluster["shape"] == [32, 32, 64, 64]
+        assert cluster["nbytes"] == 32 * 32 * 64 * 64 * 4
+        # GiB/s over GiB/s, of the medians of the same run
+        assert cluster["vs_threads"] == pytest.approx(cluster["median"] / threads["median"])
+        assert cluster["vs_threads"] == pytest.approx(threads["median_s"] / cluster["median_s"])
+        assert threads["vs_threads"] is None
+        assert cluster["worker_threads"] == [1, 1]  # 2 single-threaded workers
+        assert threads["worker_threads"] is None
+        assert cluster["ratio_libertem"] is None
+        assert cluster["ratio_numpy"] > 0
+        assert cluster["ratio_dask"] > 0
+        assert {"workload": name, "reason": "executor 'inline': runs only on threads, dask"} in (
+            report["skipped"]
+        )
+    assert "vs threads" in table
+    assert "sum-zarr-4g" in table
+
+
+@pytest.mark.distributed
+def test_tiny_sum_on_dask_is_compared_with_a_plain_distributed_graph(cluster_report):
+    report, table = cluster_report
+    records = {r["executor"]: r for r in report["records"] if r["workload"] == "tiny-sum"}
+    cluster = records["dask"]
+    (plain,) = [
+        x for x in report["series"] if x["workload"] == "tiny-sum" and x["tool"] == "distributed"
+    ]
+    assert plain["against"] == "dask"
+    assert plain["executor"] == "client of 'dask' (2 workers)"
+    # 1 MiB on 2 workers: 2 partitions, merged by the finishing task (no merge node)
+    assert plain["partitions"] == cluster["partitions"] == 2
+    assert plain["merge_nodes"] == 0
+    assert plain["tasks"] == cluster["distributed_tasks"] == 3
+    assert plain["keys"] == cluster["distributed_keys"] == 1 + 2 + 3
+    assert len(plain["times_s"]) == 2
+    assert cluster["distributed_median"] == pytest.approx(plain["median"])
+    assert cluster["ratio_distributed"] == pytest.approx(cluster["median"] / plain["median"])
+    assert cluster["ratio_distributed"] == pytest.approx(cluster["median_s"] / plain["median_s"])
+    # only the dask row is compared with the graph run on its client
+    assert records["inline"]["ratio_distributed"] is None
+    assert records["threads"]["ratio_distributed"] is None
+    assert cluster["ratio_dask"] > 0  # the dask.array peer stays
+    assert records["inline"]["vs_threads"] == pytest.approx(
+        records["inline"]["median"] / records["threads"]["median"]
+    )
+    assert "/distributed" in table
 
 
 def test_check_raises_on_a_wrong_reference():
