@@ -347,3 +347,33 @@ def test_blas_is_one_thread_during_a_threaded_run_and_restored_after():
     assert _BlasThreadsUDF.seen
     assert set(_BlasThreadsUDF.seen) == {1}
     assert _blas_threads() == before  # the user's own setting is back
+
+
+class _TileAddresses(SumUDF):
+    """SumUDF that notes where each tile it gets starts, modulo 16."""
+
+    offsets: ClassVar[list[int]] = []
+
+    def process_tile(self, tile):
+        self.offsets.append(tile.ctypes.data % 16)
+        super().process_tile(tile)
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_misaligned_data_is_copied_aligned(executor):
+    """A float32 array at an odd address (np.frombuffer at an offset) reaches the UDFs
+    as aligned copies, with the results of the aligned data."""
+    rng = np.random.default_rng(3)
+    data = rng.random((4, 6, 8, 8), dtype=np.float32)
+    raw = np.zeros(data.nbytes + 1, dtype=np.uint8)
+    raw[1:] = data.view(np.uint8).reshape(-1)
+    odd = np.frombuffer(raw.data, dtype=np.float32, offset=1).reshape(data.shape)
+    assert odd.ctypes.data % 4 != 0
+    _TileAddresses.offsets.clear()
+    with Context.make_with(executor, cpus=None if executor == "inline" else 2) as ctx:
+        ds = ctx.load("memory", data=odd, num_partitions=3)
+        total, per_frame = ctx.run_udf(dataset=ds, udf=[_TileAddresses(), SumSigUDF()])
+    np.testing.assert_allclose(total["intensity"].data, data.sum(axis=(0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(per_frame["intensity"].data, data.sum(axis=(2, 3)), rtol=1e-6)
+    assert _TileAddresses.offsets
+    assert set(_TileAddresses.offsets) == {0}
