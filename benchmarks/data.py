@@ -158,20 +158,28 @@ def _save_uniform_floats(path: Path, shape: tuple[int, ...], dtype: np.dtype) ->
     cluster workloads).
     """
     rng = np.random.default_rng(SEED)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    for i in range(shape[0]):
-        out[i] = rng.random(shape[1:], dtype=dtype)
-    out.flush()
-    del out
+    _write_rows(path, shape, dtype, (rng.random(shape[1:], dtype=dtype) for _ in range(shape[0])))
 
 
 def _save_counts(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """Write the counts array straight into a ``.npy`` file, a scan row at a time."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    for i, row in enumerate(counts_rows(shape, dtype)):
-        out[i] = row
-    out.flush()
-    del out
+    _write_rows(path, shape, dtype, counts_rows(shape, dtype))
+
+
+def _write_rows(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, rows: Iterable[np.ndarray]
+) -> None:
+    """A ``.npy`` file of ``shape`` and ``dtype`` written row by row with ``write``.
+
+    Not through ``open_memmap``: pages dirtied through a memory map stay small (4 KiB)
+    in the page cache, which makes every later map of the file fault page by page (a
+    per-partition map then read 5.5 against 8.9 GiB/s on one thread, measured); files
+    written with ``write``, as detectors and ``np.save`` write them, do not.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {**header, "shape": tuple(shape)})
+        f.writelines(np.ascontiguousarray(row, dtype=dtype).data for row in rows)
 
 
 def stored_nbytes(path: Path) -> int:
