@@ -4,7 +4,8 @@ The masks come from factories, functions without arguments that the UDF calls in
 each partition task: only the functions travel in the graph, never the mask arrays.
 Each task prepares the stack once, in the result dtype and a contiguous
 ``(n_masks, n_pixels)`` layout, and then computes one matrix product per tile,
-``tile.reshape(n, -1) @ masks.T``.
+``tile.reshape(n, -1) @ masks.T`` (computed as ``(masks @ tile.T).T``, see
+:class:`_DenseProduct`).
 
 Sparse masks (``scipy.sparse`` or pydata ``sparse``) are multiplied without being
 densified. Both libraries are optional: ``pip install 'dataflow-udf[sparse]'``.
