@@ -208,16 +208,24 @@ def run_partition(spec: RunSpec, block: npt.ArrayLike, index: int) -> PartitionR
         raise ValueError(
             f"partition {p.index} expected {p.n_frames} frames, got a block of shape {block.shape}"
         )
-    if block.ctypes.data % BLOCK_ALIGNMENT:
-        # e.g. a block a dask worker received from another: unpacked wherever it sat
-        # in the message. NumPy and BLAS read misaligned data several times slower
-        # (a float32 block at an odd address: 4x) than the copy costs.
-        block = block.copy()
-    return _enter(spec, task, _Frames(block, None))
+    return _enter(spec, task, _Frames(aligned(block), None))
 
 
 #: the alignment NumPy gives its own arrays; blocks at other addresses are copied
 BLOCK_ALIGNMENT = 16
+
+
+def aligned(block: np.ndarray) -> np.ndarray:
+    """``block`` itself, or a copy if its data does not start on a ``BLOCK_ALIGNMENT``
+    boundary.
+
+    A block a dask worker received from another is unpacked wherever it sat in the
+    message; NumPy and BLAS read misaligned data several times slower (a float32 block
+    at an odd address: 4x) than the copy costs.
+    """
+    if block.ctypes.data % BLOCK_ALIGNMENT == 0:
+        return block
+    return block.copy()
 
 
 def read_partition(spec: RunSpec, reader: PieceReader, index: int) -> PartitionResult:

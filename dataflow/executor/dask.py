@@ -23,7 +23,7 @@ from dataflow.executor.base import (
     StreamEvent,
     cpu_count,
 )
-from dataflow.partition import BLOCK_ALIGNMENT
+from dataflow.partition import aligned
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -111,24 +111,16 @@ def _send_once(client: Client, array: da.Array) -> da.Array:
         return persisted
     # hash=False: the blocks are views of the user's array, known by their keys
     sent = client.scatter([graph[k] for k in keys], hash=False)
-    # a worker may unpack a block at any byte offset of the message it came in; a
-    # float32 block at an odd address summed 4x slower than the others (measured:
-    # 31 against 8 ms for 128 MiB), so such blocks are copied once, where they are
-    # Under the array's own keys: a graph entry whose future has its own key is the
-    # block itself (as in a persisted collection), where another key would add an
-    # alias task per block to every run.
-    futures = client.map(_aligned, sent, key=keys, pure=False)
+    # A worker may unpack a block at any byte offset of the message it came in (a
+    # float32 block at an odd address summed 4x slower: 31 against 8 ms for 128 MiB),
+    # so such blocks are copied once, on the worker, rather than by every run. They
+    # are kept under the array's own keys: a graph entry whose future has its own key
+    # is the block itself (as in a persisted collection), where another key would add
+    # an alias task per block to every run.
+    futures = client.map(aligned, sent, key=keys, pure=False)
     del sent  # the workers drop what was sent once the aligned blocks exist
     blocks = {k[1:]: f for k, f in zip(keys, futures, strict=True)}
     return array_from_blocks(array.name, blocks, array.chunks, array.dtype)
-
-
-def _aligned(block: np.ndarray) -> np.ndarray:
-    """``block`` itself, or a copy if its data does not start on a ``BLOCK_ALIGNMENT``
-    boundary (:func:`~dataflow.partition.run_partition` would copy it on every run)."""
-    if block.ctypes.data % BLOCK_ALIGNMENT == 0:
-        return block
-    return block.copy()
 
 
 class DaskJobExecutor(JobExecutor):

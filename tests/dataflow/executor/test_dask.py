@@ -28,9 +28,9 @@ from dask.core import get_deps
 from dask.utils import parse_bytes
 
 from dataflow.api import Context
-from dataflow.executor.dask import DaskJobExecutor, _aligned
+from dataflow.executor.dask import DaskJobExecutor
 from dataflow.graph import build_graph
-from dataflow.partition import BLOCK_ALIGNMENT
+from dataflow.partition import BLOCK_ALIGNMENT, aligned
 from dataflow.plan import make_plan
 from dataflow.udf import UDF
 from dataflow.udf.sum import SumUDF
@@ -429,11 +429,11 @@ def test_blocks_are_realigned():
     odd = raw.view(np.float32).reshape(8, 8)
     odd[...] = np.arange(64, dtype=np.float32).reshape(8, 8)
     assert odd.ctypes.data % BLOCK_ALIGNMENT != 0
-    fixed = _aligned(odd)
+    fixed = aligned(odd)
     assert fixed.ctypes.data % BLOCK_ALIGNMENT == 0
     np.testing.assert_array_equal(fixed, odd)
     fine = np.ones((8, 8), np.float32)
-    assert _aligned(fine) is fine
+    assert aligned(fine) is fine
 
 
 @pytest.mark.distributed
